@@ -1,0 +1,91 @@
+"""What one direction of a connection (one sender, and the receiver's window towards it)
+has done: the sequence state Wireshark's analysis keeps, counters, windows and in-flight data.
+
+Names follow RFC 9293 where they apply: snd_nxt (highest sequence sent + 1), snd_una (highest
+acknowledged by the peer).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+from .rtt import RttEstimator
+
+SERIES_MAX = 1024  # window / in-flight samples kept per direction (bounded memory per flow)
+UNACKED_MAX = 1000  # segments remembered for RTT sampling (as Wireshark's analysis)
+TSVAL_MAX = 256  # TSval first-sent times remembered for RFC 7323 RTT samples
+
+COUNTERS = ("retransmission", "fast_retransmission", "spurious_retransmission",
+            "rto_retransmission", "sack_recovery", "out_of_order", "lost_segment",
+            "ack_lost_segment", "duplicate_ack", "zero_window", "zero_window_probe",
+            "zero_window_probe_ack", "keep_alive", "keep_alive_ack", "window_update",
+            "window_full")
+
+
+class Direction:
+    __slots__ = (
+        # Wireshark-compatible sequence analysis state (raw 32-bit numbers)
+        "base_seq", "nextseq", "nextseqtime", "nextseqframe", "maxseqtobeacked", "lastack",
+        "lastacktime", "window", "dupacknum", "lastnondupack", "lastflags", "win_scale",
+        "last_sack", "unseen_reported",
+        # traffic
+        "packets", "bytes", "payload", "unique_payload", "first_ts", "last_ts",
+        # counters of analysis events, by name in COUNTERS
+        "counts",
+        # RTT of data sent in this direction
+        "rtt", "unacked", "tsvals",
+        # receive window advertised by this side, and bytes in flight sent by this side
+        "wnd_last", "wnd_min", "wnd_max", "zw_start", "zw_events", "zw_total_ns",
+        "zw_longest_ns", "snd_una", "inflight_last", "inflight_max", "series",
+        "first_data_seq",
+    )
+
+    def __init__(self) -> None:
+        self.base_seq: int | None = None  # ISN (from the SYN) or seq-1 of the first segment
+        self.nextseq: int | None = None  # snd_nxt as seen: highest seq + len (+1 SYN/FIN)
+        self.nextseqtime = 0
+        self.nextseqframe = 0
+        self.maxseqtobeacked: int | None = None  # highest contiguous sequence seen
+        self.lastack: int | None = None  # last ACK number this side sent
+        self.lastacktime = 0
+        self.window: int | None = None  # last raw window field this side sent
+        self.dupacknum = 0
+        self.lastnondupack = 0
+        self.lastflags = 0  # analysis events of the previous segment from this side
+        # window scale shift of this side: None unknown (no SYN seen), 0 no scaling, n shift
+        self.win_scale: int | None = None
+        self.unseen_reported = False  # an ACK of data we never saw was flagged already
+        self.last_sack: tuple = ()  # SACK blocks in this side's last ACK (RFC 2018)
+        self.packets = 0
+        self.bytes = 0  # frame bytes (as tshark's conv,tcp)
+        self.payload = 0  # TCP payload bytes, retransmissions included
+        self.unique_payload = 0  # payload bytes that advanced snd_nxt (goodput numerator)
+        self.first_ts: int | None = None
+        self.last_ts = 0
+        self.counts = dict.fromkeys(COUNTERS, 0)
+        self.rtt = RttEstimator()
+        self.unacked: deque[list] = deque()  # [seq, nextseq, ts, retransmitted]
+        self.tsvals: dict[int, int] = {}  # TSval -> time first sent
+        self.wnd_last: int | None = None  # scaled advertised window, bytes
+        self.wnd_min: int | None = None
+        self.wnd_max: int | None = None
+        self.zw_start: int | None = None  # when the current zero-window episode began
+        self.zw_events = 0
+        self.zw_total_ns = 0
+        self.zw_longest_ns = 0
+        self.snd_una: int | None = None  # highest sequence the peer acknowledged
+        self.inflight_last = 0
+        self.inflight_max = 0
+        self.series: deque[tuple[int, int | None, int]] = deque(maxlen=SERIES_MAX)
+        self.first_data_seq: int | None = None
+
+    def scaled(self, raw: int, syn: bool) -> int:
+        """Advertised window in bytes (RFC 7323 2.3: never scaled in a SYN)."""
+        if syn or not self.win_scale:
+            return raw
+        return raw << self.win_scale
+
+    def zero_window_time(self, now: int) -> int:
+        """Total ns spent advertising a zero window, an open episode counted up to `now`."""
+        open_ns = now - self.zw_start if self.zw_start is not None else 0
+        return self.zw_total_ns + open_ns

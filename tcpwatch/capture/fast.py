@@ -1,0 +1,137 @@
+"""The fast engine: our own pcap/pcapng decoder over a file, or over `dumpcap -w -` for live
+capture. Produces PacketRecords and keeps CaptureStats; no pyshark, no per-packet objects
+besides the record itself."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import threading
+from collections.abc import Iterator
+from typing import BinaryIO
+
+from ..errors import UserError
+from . import tools
+from .decode import NOT_TCP, decode
+from .pcapio import CaptureFormatError, CaptureTruncated, Reader
+from .record import CaptureStats, PacketRecord
+
+
+def open_capture_file(path: str) -> BinaryIO:
+    """Open a capture for reading, with the one-line errors the CLI promises."""
+    if path == "-":
+        import sys
+        return sys.stdin.buffer
+    if not os.path.exists(path):
+        raise UserError(f"{path}: no such file: check the path (tcpwatch report -r FILE)")
+    if os.path.isdir(path):
+        raise UserError(f"{path}: is a directory, not a capture file")
+    try:
+        return open(path, "rb", buffering=1 << 20)
+    except PermissionError:
+        raise UserError(f"{path}: permission denied: run as a user who can read it") from None
+    except OSError as e:
+        raise UserError(f"{path}: cannot open: {e.strerror}") from None
+
+
+def iter_stream(f: BinaryIO, stats: CaptureStats, name: str,
+                stop: threading.Event | None = None) -> Iterator[PacketRecord]:
+    """Decode every frame of a pcap/pcapng stream. A damaged tail stops the iteration (after
+    yielding everything before it) and is recorded in stats.stopped_at / stats.error."""
+    try:
+        reader = Reader(f)
+    except CaptureFormatError as e:
+        raise UserError(f"{name}: {e}: give a pcap or pcapng file (tcpdump -w / dumpcap -w)")
+    except OSError as e:
+        raise UserError(f"{name}: cannot read: {e}") from None
+    num = 0
+    frames = iter(reader)
+    while True:
+        try:
+            fr = next(frames)
+        except StopIteration:
+            break
+        except CaptureTruncated as e:
+            stats.error = str(e)
+            stats.stopped_at = f"byte {reader.offset}, after frame {num}"
+            break
+        except CaptureFormatError as e:
+            stats.error = str(e)
+            stats.stopped_at = f"byte {reader.offset}, after frame {num}"
+            break
+        num += 1
+        stats.packets += 1
+        stats.bytes += fr.wire_len
+        rec = decode(fr.link, fr.data, fr.wire_len, fr.ts, num)
+        if rec.__class__ is int:
+            if rec == NOT_TCP:
+                stats.non_tcp += 1
+            else:
+                stats.undecodable += 1
+            continue
+        stats.tcp += 1
+        yield rec  # type: ignore[misc]
+        if stop is not None and stop.is_set():
+            break
+    stats.dropped = max(stats.dropped, reader.dropped)
+
+
+def iter_file(path: str, stats: CaptureStats,
+              stop: threading.Event | None = None) -> Iterator[PacketRecord]:
+    f = open_capture_file(path)
+    try:
+        yield from iter_stream(f, stats, path, stop)
+    finally:
+        if f is not getattr(__import__("sys").stdin, "buffer", None):
+            f.close()
+
+
+def dumpcap_command(iface: str, bpf: str | None, save: str | None = None) -> list[str]:
+    cmd = [tools.find_tool("dumpcap"), "-i", iface, "-q", "-w", "-"]
+    if bpf:
+        cmd += ["-f", bpf]
+    return cmd
+
+
+class LiveDumpcap:
+    """`dumpcap -w -` on a pipe, decoded by the fast engine. The process is always reaped."""
+
+    def __init__(self, iface: str, bpf: str | None) -> None:
+        self.iface, self.bpf = iface, bpf
+        self.proc: subprocess.Popen | None = None
+
+    def records(self, stats: CaptureStats, stop: threading.Event) -> Iterator[PacketRecord]:
+        cmd = dumpcap_command(self.iface, self.bpf)
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     stdin=subprocess.DEVNULL, start_new_session=True)
+        try:
+            try:
+                yield from iter_stream(self.proc.stdout, stats, f"dumpcap -i {self.iface}",
+                                       stop)
+            except UserError:
+                # dumpcap died before it wrote a header: its stderr says why
+                self.proc.wait(timeout=5)
+                err = self.proc.stderr.read().decode(errors="replace")
+                raise UserError(tools.explain_dumpcap_error(err, self.iface)) from None
+            if not stop.is_set():
+                rc = self.proc.wait(timeout=5)
+                if rc:
+                    err = self.proc.stderr.read().decode(errors="replace")
+                    raise UserError(tools.explain_dumpcap_error(err, self.iface))
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        p = self.proc
+        if p is None:
+            return
+        if p.poll() is None:
+            p.terminate()
+            try:
+                p.wait(timeout=3)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+        for s in (p.stdout, p.stderr):
+            if s:
+                s.close()

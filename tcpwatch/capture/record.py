@@ -1,0 +1,121 @@
+"""The one record type that crosses the capture boundary, and the TCP protocol constants.
+
+Capture engines (fast decoder, pyshark) produce `PacketRecord`s; nothing downstream sees a
+pyshark or dpkt object. This module imports nothing from the rest of tcpwatch.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+
+# TCP header flags (RFC 9293 section 3.1; ECE/CWR RFC 3168; NS/AE RFC 3540)
+FIN = 0x001  # no more data from sender
+SYN = 0x002  # synchronize sequence numbers
+RST = 0x004  # reset the connection
+PSH = 0x008  # push function
+ACK = 0x010  # acknowledgment field is significant
+URG = 0x020  # urgent pointer field is significant
+ECE = 0x040  # ECN-echo (RFC 3168)
+CWR = 0x080  # congestion window reduced (RFC 3168)
+NS = 0x100  # ECN-nonce concealment protection (RFC 3540, historic)
+
+FLAG_LETTERS = ((SYN, "S"), (ACK, "A"), (FIN, "F"), (RST, "R"), (PSH, "P"), (URG, "U"),
+                (ECE, "E"), (CWR, "C"))
+
+# TCP option kinds (RFC 9293 3.2, RFC 7323, RFC 2018)
+OPT_EOL = 0  # end of option list
+OPT_NOP = 1  # no-operation
+OPT_MSS = 2  # maximum segment size (RFC 9293 3.7.1)
+OPT_WSCALE = 3  # window scale shift count (RFC 7323 2.2)
+OPT_SACK_PERM = 4  # SACK permitted (RFC 2018 2)
+OPT_SACK = 5  # SACK blocks (RFC 2018 3)
+OPT_TIMESTAMP = 8  # TSval / TSecr (RFC 7323 3.2)
+
+#: at most this many payload bytes are kept per record, for application hints (HTTP, TLS...)
+PAYLOAD_PREFIX = 256
+
+
+class PacketRecord:
+    """One TCP segment as seen on the wire.
+
+    Times are integer nanoseconds since the epoch (exact arithmetic; RFC numbers are derived
+    from differences of packet timestamps only). Addresses are packed bytes (4 or 16).
+    Option fields are None when the option was absent.
+    """
+
+    __slots__ = ("num", "ts", "ipv", "src", "dst", "sport", "dport", "seq", "ack", "flags",
+                 "win", "plen", "flen", "mss", "wscale", "sack_perm", "sack", "tsval", "tsecr",
+                 "payload")
+
+    def __init__(self, num: int, ts: int, ipv: int, src: bytes, dst: bytes, sport: int,
+                 dport: int, seq: int, ack: int, flags: int, win: int, plen: int, flen: int,
+                 mss: int | None = None, wscale: int | None = None, sack_perm: bool = False,
+                 sack: tuple[tuple[int, int], ...] = (), tsval: int | None = None,
+                 tsecr: int | None = None, payload: bytes = b"") -> None:
+        self.num = num  # frame number in the capture, 1-based (as Wireshark counts)
+        self.ts = ts  # capture time, ns since the epoch
+        self.ipv = ipv  # 4 or 6
+        self.src = src
+        self.dst = dst
+        self.sport = sport
+        self.dport = dport
+        self.seq = seq  # raw 32-bit sequence number
+        self.ack = ack  # raw 32-bit acknowledgment number
+        self.flags = flags
+        self.win = win  # raw 16-bit window field, before scaling
+        self.plen = plen  # TCP payload length, from the IP lengths (not the snaplen)
+        self.flen = flen  # frame length on the wire (what tshark's conv,tcp sums)
+        self.mss = mss
+        self.wscale = wscale
+        self.sack_perm = sack_perm
+        self.sack = sack
+        self.tsval = tsval
+        self.tsecr = tsecr
+        self.payload = payload  # first PAYLOAD_PREFIX bytes of the payload actually captured
+
+    def __repr__(self) -> str:
+        return (f"PacketRecord(#{self.num} {fmt_addr(self.src)}:{self.sport} > "
+                f"{fmt_addr(self.dst)}:{self.dport} [{flag_string(self.flags)}] seq={self.seq} "
+                f"ack={self.ack} win={self.win} len={self.plen})")
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, PacketRecord):
+            return NotImplemented
+        return all(getattr(self, s) == getattr(other, s) for s in self.__slots__)
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+def fmt_addr(addr: bytes) -> str:
+    """Packed IPv4/IPv6 address to its canonical text form."""
+    if len(addr) == 4:
+        return f"{addr[0]}.{addr[1]}.{addr[2]}.{addr[3]}"
+    return str(ipaddress.IPv6Address(addr))
+
+
+def parse_addr(text: str) -> bytes:
+    return ipaddress.ip_address(text).packed
+
+
+def flag_string(flags: int) -> str:
+    return "".join(letter for bit, letter in FLAG_LETTERS if flags & bit) or "."
+
+
+class CaptureStats:
+    """Totals a capture engine keeps while it runs (read by the report and the header)."""
+
+    __slots__ = ("packets", "tcp", "non_tcp", "undecodable", "bytes", "dropped", "stopped_at",
+                 "error")
+
+    def __init__(self) -> None:
+        self.packets = 0  # every frame read
+        self.tcp = 0  # frames that carried a decodable TCP header
+        self.non_tcp = 0  # decodable frames that were not TCP (ARP, UDP, ICMP...)
+        self.undecodable = 0  # frames too short or malformed to decode, unknown link types
+        self.bytes = 0  # sum of wire lengths
+        self.dropped = 0  # packets the capture (kernel/dumpcap) reported as dropped
+        self.stopped_at: str | None = None  # where reading stopped early (truncated input)
+        self.error: str | None = None  # the one-line reason it stopped early
+
+    def as_dict(self) -> dict:
+        return {s: getattr(self, s) for s in self.__slots__}

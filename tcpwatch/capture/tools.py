@@ -1,0 +1,38 @@
+"""Finding Wireshark's command-line tools and turning their failures into one-line errors."""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+from ..errors import UserError
+
+INSTALL_HINT = "install Wireshark's tools: apt-get install tshark (it brings dumpcap)"
+
+
+def find_tool(name: str) -> str:
+    path = shutil.which(name)
+    if path is None:
+        for d in ("/usr/bin", "/usr/sbin", "/usr/local/bin"):
+            cand = os.path.join(d, name)
+            if os.access(cand, os.X_OK):
+                return cand
+        raise UserError(f"{name} not found: {INSTALL_HINT}")
+    return path
+
+
+def explain_dumpcap_error(text: str, iface: str) -> str:
+    """Map dumpcap/tshark stderr to one line that names the problem and the fix."""
+    low = text.lower()
+    if "no such device" in low or "there is no device named" in low or (
+            "doesn't exist" in low and "interface" in low):
+        return (f"no capture interface named '{iface}': list them with `ip link` "
+                f"(or `dumpcap -D`), or use -i any")
+    if "permission" in low or "operation not permitted" in low or "you don't have" in low:
+        return (f"no permission to capture on '{iface}': run as root, or give dumpcap the "
+                "capability: setcap cap_net_raw,cap_net_admin+eip $(which dumpcap)")
+    if "syntax error" in low or "can't parse filter" in low or "invalid capture filter" in low:
+        first = next((ln for ln in text.splitlines() if "filter" in ln.lower()), text.strip())
+        return f"bad capture filter: {first.strip()} (see pcap-filter(7))"
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    return f"capture failed: {lines[-1] if lines else 'dumpcap exited with an error'}"
