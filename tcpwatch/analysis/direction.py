@@ -19,7 +19,7 @@ COUNTERS = ("retransmission", "fast_retransmission", "spurious_retransmission",
             "rto_retransmission", "sack_recovery", "out_of_order", "lost_segment",
             "ack_lost_segment", "duplicate_ack", "zero_window", "zero_window_probe",
             "zero_window_probe_ack", "keep_alive", "keep_alive_ack", "window_update",
-            "window_full")
+            "window_full", "ooo_resent")
 
 
 class Direction:

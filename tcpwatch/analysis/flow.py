@@ -211,8 +211,9 @@ class Flow:
                 fwd.nextseqtime = ts
                 if len(fwd.unacked) < UNACKED_MAX:
                     fwd.unacked.append([seq, nextseq, ts, False])
-                if r.tsval is not None and len(fwd.tsvals) < TSVAL_MAX:
-                    fwd.tsvals.setdefault(r.tsval, ts)
+        if r.tsval is not None and (seglen or syn_fin) and len(fwd.tsvals) < TSVAL_MAX:
+            # RFC 7323 4.1: the echoed TSval names the copy, retransmissions included
+            fwd.tsvals.setdefault(r.tsval, ts)
         if fwd.maxseqtobeacked is None or seq == fwd.maxseqtobeacked:
             if not m & E.ZERO_WINDOW_PROBE:
                 fwd.maxseqtobeacked = fwd.nextseq
@@ -311,7 +312,9 @@ class Flow:
         for bit, name in _COUNTED:
             if m & bit:
                 counts[name] += 1
-        if m & E.RETRANSMISSION:
+        if m & E.OUT_OF_ORDER and m & E.SACK_RECOVERY:
+            counts["ooo_resent"] += 1  # tshark: out-of-order; tcpwatch: a retransmission
+        if m & (E.RETRANSMISSION | E.SACK_RECOVERY):
             self.life.mark("T", d)
         if m & E.LOST_SEGMENT:
             self.life.mark("G", d)

@@ -104,6 +104,9 @@ class LiveDumpcap:
         cmd = dumpcap_command(self.iface, self.bpf)
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                      stdin=subprocess.DEVNULL, start_new_session=True)
+        # a blocked read on the pipe ends when dumpcap does: stop it when asked to
+        watcher = threading.Thread(target=self._stop_when, args=(stop,), daemon=True)
+        watcher.start()
         try:
             try:
                 yield from iter_stream(self.proc.stdout, stats, f"dumpcap -i {self.iface}",
@@ -120,6 +123,13 @@ class LiveDumpcap:
                     raise UserError(tools.explain_dumpcap_error(err, self.iface))
         finally:
             self.close()
+
+    def _stop_when(self, stop: threading.Event) -> None:
+        while not stop.wait(0.2):
+            if self.proc is None or self.proc.poll() is not None:
+                return
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
 
     def close(self) -> None:
         p = self.proc

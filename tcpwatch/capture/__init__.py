@@ -1,0 +1,1 @@
+"""Capture engines -> PacketRecord. Imports nothing from analysis/, report/ or ui/."""

@@ -1,0 +1,70 @@
+"""The text table of `tcpwatch report`: one line per connection, humanized."""
+
+from __future__ import annotations
+
+import humanize
+
+from ..safe import inert
+
+
+def _dur(s: float | None) -> str:
+    if s is None:
+        return "-"
+    if s < 1:
+        return f"{s * 1000:.1f}ms" if s >= 0.001 else f"{s * 1e6:.0f}us"
+    return humanize.precisedelta(s, minimum_unit="milliseconds", format="%0.1f") \
+        if s < 3600 else humanize.naturaldelta(s)
+
+
+def _size(n: int | None) -> str:
+    return "-" if n is None else humanize.naturalsize(n, binary=True, format="%.1f")
+
+
+def _ep(e: dict, v6: bool) -> str:
+    return f"[{e['addr']}]:{e['port']}" if v6 else f"{e['addr']}:{e['port']}"
+
+
+COLUMNS = ("id", "client -> server", "state", "duration", "pkts c>s/s>c", "bytes c>s",
+           "bytes s>c", "iRTT", "SRTT", "retrans", "dupACK", "zero-win")
+
+
+def render(report: dict, limit: int | None = None) -> str:
+    rows = []
+    for f in report["flows"][:limit]:
+        v6 = f["ip_version"] == 6
+        c2s, s2c = f["c2s"], f["s2c"]
+        srtt = s2c["rtt"]["srtt"] if s2c["rtt"]["srtt"] is not None else c2s["rtt"]["srtt"]
+        zw = (c2s["window"]["zero_window_time"] or 0) + (s2c["window"]["zero_window_time"]
+                                                          or 0)
+        rows.append((
+            str(f["id"]),
+            inert(f"{_ep(f['client'], v6)} -> {_ep(f['server'], v6)}"),
+            f["state"],
+            _dur(f["duration"]),
+            f"{c2s['packets']}/{s2c['packets']}",
+            _size(c2s["bytes"]), _size(s2c["bytes"]),
+            _dur(f["handshake"]["irtt"]),
+            _dur(srtt),
+            str(c2s["retransmissions"]["total"] + s2c["retransmissions"]["total"]),
+            str(c2s["duplicate_acks"] + s2c["duplicate_acks"]),
+            _dur(zw) if zw else "-",
+        ))
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h)
+              for i, h in enumerate(COLUMNS)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(COLUMNS, widths))]
+    for r in rows:
+        lines.append("  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip())
+    t = report["totals"]
+    more = len(report["flows"]) - len(rows)
+    if more > 0:
+        lines.append(f"... {more} more flows (use --json, or --limit 0 for all)")
+    span = (t["last"] - t["first"]) if t["first"] is not None else 0.0
+    lines.append("")
+    lines.append(
+        f"{inert(report['source'])} ({report['engine']} engine): "
+        f"{humanize.intcomma(t['packets'])} packets, {_size(t['bytes'])} in {_dur(span)}; "
+        f"TCP {humanize.intcomma(t['tcp_packets'])}, non-TCP {humanize.intcomma(t['non_tcp'])}, "
+        f"undecodable {t['undecodable']}, dropped {t['dropped']}; {t['flows']} connections")
+    if t["stopped_at"]:
+        lines.append(f"stopped early at {t['stopped_at']}: {t['error']}")
+    return "\n".join(lines)

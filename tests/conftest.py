@@ -1,0 +1,13 @@
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from oracle import have_tshark, shared_captures  # noqa: E402
+
+NEED_SHARED = pytest.mark.skipif(
+    not shared_captures(),
+    reason="../shared/pcaps not present (public captures are not shipped with the repo)")
+NEED_TSHARK = pytest.mark.skipif(not have_tshark(), reason="tshark not installed")

@@ -1,0 +1,341 @@
+"""Every tracker mechanism over hand-built record sequences, with the expected numbers worked
+out by hand from the RFCs."""
+
+import pytest
+from builders import Conv
+
+from tcpwatch.analysis import events as E
+from tcpwatch.analysis.rtt import RttEstimator
+from tcpwatch.analysis.summary import flow_summary
+from tcpwatch.analysis.table import FlowTable
+from tcpwatch.capture.record import ACK, FIN, RST, SYN
+
+
+def run(recs):
+    t = FlowTable()
+    masks = [t.feed(r)[2] for r in recs]
+    return t, masks
+
+
+def summary(recs, i=0):
+    t, masks = run(recs)
+    return flow_summary(t.flows[i]), masks, t
+
+
+def test_handshake_irtt_halves_and_options():
+    cv = Conv()
+    recs = [cv.c(0, 1000, 0, SYN, mss=1460, wscale=7, sack_perm=True, tsval=1, tsecr=0),
+            cv.s(30, 5000, 1001, SYN | ACK, mss=1400, wscale=2, sack_perm=True, tsval=9,
+                 tsecr=1),
+            cv.c(30.5, 1001, 5001)]
+    f, _, _ = summary(recs)
+    hs = f["handshake"]
+    assert hs["irtt"] == pytest.approx(0.0305)
+    assert hs["irtt_server_side"] == pytest.approx(0.030)
+    assert hs["irtt_client_side"] == pytest.approx(0.0005)
+    assert hs["client_options"] == {"mss": 1460, "window_scale": 7, "sack_permitted": True,
+                                    "timestamps": True}
+    assert hs["server_options"]["mss"] == 1400
+    assert f["c2s"]["window"]["scale"] == 7 and f["s2c"]["window"]["scale"] == 2
+    assert f["roles_from"] == "syn" and f["state"] == "S1"
+
+
+def test_syn_retransmissions_and_irtt_from_last_syn():
+    cv = Conv()
+    recs = [cv.c(0, 1000, 0, SYN), cv.c(1000, 1000, 0, SYN), cv.c(3000, 1000, 0, SYN),
+            cv.s(3010, 5000, 1001, SYN | ACK), cv.c(3010.2, 1001, 5001)]
+    f, masks, t = summary(recs)
+    assert len(t.flows) == 1  # same ISN: a retransmission, not port reuse
+    assert f["handshake"]["syn_retransmissions"] == 2
+    assert f["handshake"]["irtt"] == pytest.approx(0.0102)
+    assert masks[1] & E.RETRANSMISSION and masks[2] & E.RETRANSMISSION
+
+
+def test_rejected_connection_is_rej():
+    cv = Conv()
+    f, _, _ = summary([cv.c(0, 1000, 0, SYN), cv.s(0.1, 0, 1001, RST | ACK, win=0)])
+    assert f["state"] == "REJ" and f["handshake"]["rejected"] is True
+    assert f["history"] == "Sr"
+
+
+@pytest.mark.parametrize("tail,state", [
+    ([], "S0"),
+    (["c_rst"], "RSTOS0"),
+])
+def test_unanswered_syn_states(tail, state):
+    cv = Conv()
+    recs = [cv.c(0, 1000, 0, SYN)]
+    if "c_rst" in tail:
+        recs.append(cv.c(5, 1001, 0, RST))
+    assert summary(recs)[0]["state"] == state
+
+
+def exchange(cv, close="fin"):
+    recs = cv.handshake(rtt_ms=10)
+    recs += [cv.c(11, 1001, 5001, ACK, plen=100),
+             cv.s(21, 5001, 1101, ACK, plen=300),
+             cv.c(22, 1101, 5301)]
+    if close == "fin":
+        recs += [cv.c(30, 1101, 5301, FIN | ACK), cv.s(40, 5301, 1102, FIN | ACK),
+                 cv.c(41, 1102, 5302)]
+    elif close == "rst_server":
+        recs += [cv.s(30, 5301, 1101, RST)]
+    elif close == "rst_client":
+        recs += [cv.c(30, 1101, 5301, RST)]
+    elif close == "fin_client":
+        recs += [cv.c(30, 1101, 5301, FIN | ACK)]
+    elif close == "fin_server":
+        recs += [cv.s(30, 5301, 1101, FIN | ACK)]
+    return recs
+
+
+@pytest.mark.parametrize("close,state,history", [
+    ("fin", "SF", "ShADdFf"), ("rst_server", "RSTR", "ShADdr"),
+    ("rst_client", "RSTO", "ShADdR"), ("fin_client", "S2", "ShADdF"),
+    ("fin_server", "S3", "ShADdf"), (None, "S1", "ShADd")])
+def test_lifecycle_states_and_history(close, state, history):
+    f, _, _ = summary(exchange(Conv(), close))
+    assert (f["state"], f["history"]) == (state, history)
+    assert f["closed"] == (close in ("fin", "rst_server", "rst_client"))
+
+
+def test_bytes_packets_goodput_per_direction():
+    f, _, _ = summary(exchange(Conv()))
+    assert (f["c2s"]["packets"], f["s2c"]["packets"]) == (6, 3)
+    assert f["c2s"]["payload_bytes"] == 100 and f["s2c"]["payload_bytes"] == 300
+    assert f["c2s"]["bytes"] == 6 * 54 + 100
+    assert f["duration"] == pytest.approx(0.041)
+    assert f["s2c"]["goodput"] == pytest.approx(300 / 0.041)
+
+
+def test_midstream_flow_uses_port_heuristic_and_oth():
+    cv = Conv(cport=51000, sport=443)
+    recs = [cv.s(0, 7000, 3000, ACK, plen=100), cv.c(1, 3000, 7100)]
+    f, _, _ = summary(recs)
+    assert f["server"]["port"] == 443 and f["roles_from"] == "well-known port"
+    assert f["state"] == "OTH" and f["history"].startswith("^")
+    assert f["c2s"]["window"]["scale"] is None  # no SYN: scale unknown, stated not guessed
+    assert f["c2s"]["window"]["scale_known"] is False
+
+
+def test_rfc6298_estimator_arithmetic():
+    e = RttEstimator()
+    e.sample(0.100, 0, False)
+    assert (e.srtt, e.rttvar, e.rto) == (0.1, 0.05, 1.0)  # RTO floored at 1 s
+    e.sample(0.200, 1, False)
+    # RTTVAR = 3/4*0.05 + 1/4*|0.1-0.2| = 0.0625 ; SRTT = 7/8*0.1 + 1/8*0.2 = 0.1125
+    assert e.rttvar == pytest.approx(0.0625) and e.srtt == pytest.approx(0.1125)
+    for _ in range(50):
+        e.sample(2.0, 2, False)
+    assert e.rto == pytest.approx(e.srtt + 4 * e.rttvar)
+    assert (e.min, e.max, e.n) == (0.1, 2.0, 52)
+
+
+def test_rtt_samples_karn_rule_skips_retransmitted_segment():
+    cv = Conv()
+    recs = cv.handshake(rtt_ms=10)
+    recs += [cv.c(20, 1001, 5001, ACK, plen=100),  # sent
+             cv.s(40, 5001, 1101),  # acked after 20 ms: a sample
+             cv.c(50, 1101, 5001, ACK, plen=100),  # sent ...
+             cv.c(300, 1101, 5001, ACK, plen=100),  # ... and resent (RTO)
+             cv.s(310, 5001, 1201)]  # ambiguous: Karn says no sample
+    f, masks, _ = summary(recs)
+    rtt = f["c2s"]["rtt"]
+    assert rtt["samples"] == 2  # the SYN->SYN-ACK, and the first data segment
+    assert rtt["last"] == pytest.approx(0.020)
+    assert masks[6] & E.RETRANSMISSION and masks[6] & E.RTO_RETRANSMISSION
+    assert f["c2s"]["retransmissions"] == {"total": 1, "rto": 1, "fast": 0, "spurious": 0}
+
+
+def test_rtt_from_timestamp_echo_survives_retransmission():
+    cv = Conv()
+    recs = cv.handshake(rtt_ms=10)
+    recs += [cv.c(50, 1001, 5001, ACK, plen=100, tsval=10, tsecr=1),
+             cv.c(300, 1001, 5001, ACK, plen=100, tsval=35, tsecr=1),
+             cv.s(330, 5001, 1101, tsval=2, tsecr=35)]  # echoes the retransmission
+    f, _, _ = summary(recs)
+    rtt = f["c2s"]["rtt"]
+    assert rtt["samples_timestamp"] == 1 and rtt["last"] == pytest.approx(0.030)
+
+
+def test_dup_acks_then_fast_retransmission():
+    cv = Conv()
+    recs = cv.handshake(rtt_ms=10)
+    seq = 1001
+    for i in range(5):
+        recs.append(cv.c(20 + i, seq + 100 * i, 5001, ACK, plen=100))
+    # segment 1001 lost: receiver acks 1001 again for each later segment, with SACK
+    recs.append(cv.s(31, 5001, 1001))
+    for i in range(3):
+        recs.append(cv.s(32 + i, 5001, 1001, sack=((1101, 1201 + 100 * i),)))
+    recs.append(cv.c(35, 1001, 5001, ACK, plen=100))  # fast retransmit
+    f, masks, _ = summary(recs)
+    # the first ACK of 1001 repeats the SYN-ACK's ACK: a duplicate too, as tshark counts
+    assert [bool(m & E.DUPLICATE_ACK) for m in masks[8:12]] == [True, True, True, True]
+    assert masks[12] & E.FAST_RETRANSMISSION
+    assert f["s2c"]["duplicate_acks"] == 4
+    assert f["c2s"]["retransmissions"] == {"total": 1, "rto": 0, "fast": 1, "spurious": 0}
+
+
+def test_sack_reported_hole_is_a_retransmission_not_reordering():
+    """tshark calls this "out-of-order" (it arrives within the iRTT of the highest segment);
+    the receiver's SACK block proves the segment was reported missing: a retransmission."""
+    cv = Conv()
+    recs = cv.handshake(rtt_ms=50)
+    recs += [cv.c(60, 1001, 5001, ACK, plen=100),
+             cv.c(61, 1101, 5001, ACK, plen=100),
+             cv.c(62, 1201, 5001, ACK, plen=100),
+             cv.s(63, 5001, 1101, sack=((1201, 1301),)),  # 1101-1201 missing
+             cv.c(64, 1101, 5001, ACK, plen=100)]
+    f, masks, _ = summary(recs)
+    assert masks[-1] & E.OUT_OF_ORDER  # what tshark says
+    assert masks[-1] & E.SACK_RECOVERY  # what tcpwatch says
+    assert f["c2s"]["retransmissions"]["total"] == 1
+    assert f["c2s"]["retransmissions"]["fast"] == 1
+    assert f["c2s"]["out_of_order"] == 0
+    assert f["c2s"]["tshark_out_of_order_resent"] == 1
+
+
+def test_plain_reordering_stays_out_of_order():
+    cv = Conv()
+    recs = cv.handshake(rtt_ms=50)
+    recs += [cv.c(60, 1101, 5001, ACK, plen=100),  # arrives before its predecessor
+             cv.c(60.1, 1001, 5001, ACK, plen=100)]
+    f, masks, _ = summary(recs)
+    assert masks[3] & E.LOST_SEGMENT and masks[4] & E.OUT_OF_ORDER
+    assert not masks[4] & E.SACK_RECOVERY
+    assert f["c2s"]["out_of_order"] == 1 and f["c2s"]["retransmissions"]["total"] == 0
+
+
+def test_spurious_retransmission_of_acked_data():
+    cv = Conv()
+    recs = cv.handshake(rtt_ms=10)
+    recs += [cv.c(20, 1001, 5001, ACK, plen=100), cv.s(30, 5001, 1101),
+             cv.c(300, 1001, 5001, ACK, plen=100)]
+    f, masks, _ = summary(recs)
+    assert masks[-1] & E.SPURIOUS_RETRANSMISSION
+    assert f["c2s"]["retransmissions"]["spurious"] == 1
+
+
+def test_zero_window_episode_probe_and_durations():
+    cv = Conv()
+    recs = cv.handshake(rtt_ms=10)
+    recs += [cv.c(20, 1001, 5001, ACK, plen=1000),
+             cv.s(30, 5001, 2001, win=0),  # receiver full: zero window for 1.5 s
+             cv.c(530, 2001, 5001, ACK, plen=1),  # zero-window probe
+             cv.s(531, 5001, 2001, win=0),  # probe answered, still zero
+             cv.s(1530, 5001, 2001, win=1000)]  # window opens: update
+    f, masks, _ = summary(recs)
+    w = f["s2c"]["window"]
+    assert masks[4] & E.ZERO_WINDOW
+    assert masks[5] & E.ZERO_WINDOW_PROBE and masks[6] & E.ZERO_WINDOW_PROBE_ACK
+    assert masks[7] & E.WINDOW_UPDATE
+    assert w["zero_window_events"] == 1
+    assert w["zero_window_time"] == pytest.approx(1.5)
+    assert w["zero_window_probes"] == 0 and f["c2s"]["window"]["zero_window_probes"] == 1
+    assert w["min"] == 0 and w["zero_window_open"] is False
+
+
+def test_window_scaling_applied_and_not_in_syn():
+    cv = Conv()
+    recs = [cv.c(0, 1000, 0, SYN, win=65535, wscale=7),
+            cv.s(10, 5000, 1001, SYN | ACK, win=65535, wscale=3),
+            cv.c(10.1, 1001, 5001, win=512),
+            cv.s(11, 5001, 1001, win=1000)]
+    f, _, _ = summary(recs)
+    assert f["c2s"]["window"]["last"] == 512 << 7
+    assert f["c2s"]["window"]["max"] == 512 << 7  # the SYN's 65535 is never scaled
+    assert f["c2s"]["window"]["min"] == 65535
+    assert f["s2c"]["window"]["last"] == 1000 << 3
+
+
+def test_window_scaling_off_unless_both_sides_offer_it():
+    cv = Conv()
+    recs = [cv.c(0, 1000, 0, SYN, wscale=7), cv.s(10, 5000, 1001, SYN | ACK),
+            cv.c(10.1, 1001, 5001, win=512)]
+    f, _, _ = summary(recs)
+    assert f["c2s"]["window"]["scale"] == 0 and f["c2s"]["window"]["last"] == 512
+
+
+def test_keep_alive_and_its_ack():
+    cv = Conv()
+    recs = cv.handshake(rtt_ms=10)
+    recs += [cv.c(20, 1001, 5001, ACK, plen=10), cv.s(30, 5001, 1011),
+             cv.c(7_200_030, 1010, 5001, ACK, plen=1),  # keep-alive: snd.nxt - 1
+             cv.s(7_200_040, 5001, 1011)]
+    f, masks, _ = summary(recs)
+    assert masks[5] & E.KEEP_ALIVE and not masks[5] & E.RETRANSMISSION
+    assert masks[6] & E.KEEP_ALIVE_ACK
+    assert f["c2s"]["keep_alives"] == 1
+
+
+def test_lost_segment_and_acked_unseen():
+    cv = Conv()
+    recs = cv.handshake(rtt_ms=10)
+    recs += [cv.c(20, 1001, 5001, ACK, plen=100),
+             cv.c(21, 1201, 5001, ACK, plen=100),  # 1101-1201 never captured
+             cv.s(30, 5001, 1301)]
+    f, masks, _ = summary(recs)
+    assert masks[4] & E.LOST_SEGMENT
+    assert masks[5] & E.ACKED_UNSEEN
+    assert f["c2s"]["lost_segments"] == 1 and f["s2c"]["acked_unseen"] == 1
+
+
+def test_bytes_in_flight():
+    cv = Conv()
+    recs = cv.handshake(rtt_ms=10)
+    recs += [cv.c(20 + i, 1001 + 100 * i, 5001, ACK, plen=100) for i in range(4)]
+    recs += [cv.s(30, 5001, 1201), cv.c(31, 1401, 5001, ACK, plen=100)]
+    f, _, _ = summary(recs)
+    assert f["c2s"]["in_flight"] == {"last": 300, "max": 400}
+
+
+def test_sequence_wraparound():
+    cv = Conv()
+    isn = 0xFFFFFF00
+    recs = cv.handshake(isn_c=isn, rtt_ms=10)
+    seq = isn + 1
+    for i in range(4):  # 4 x 100 bytes cross 2**32
+        recs.append(cv.c(20 + i, seq + 100 * i, 5001, ACK, plen=100))
+        recs.append(cv.s(21 + i, 5001, seq + 100 * (i + 1)))
+    f, masks, _ = summary(recs)
+    assert not any(m & (E.RETRANSMISSION | E.LOST_SEGMENT | E.OUT_OF_ORDER) for m in masks)
+    assert f["c2s"]["unique_payload_bytes"] == 400
+    assert f["c2s"]["rtt"]["samples"] == 5
+
+
+def test_port_reuse_new_isn_starts_new_flow():
+    cv = Conv()
+    recs = exchange(cv)
+    cv2 = Conv()
+    cv2.num = cv.num
+    later = [r for r in exchange(cv2)]
+    for r in later:
+        r.ts += 60 * 10**9
+        r.seq = (r.seq + 777777) & 0xFFFFFFFF if r.sport == cv.cport else r.seq
+        r.ack = (r.ack + 777777) & 0xFFFFFFFF if r.sport == cv.sport and r.ack else r.ack
+    t, _ = run(recs + later)
+    assert len(t.flows) == 2
+    assert t.flows[1].reused and not t.flows[0].reused
+    assert flow_summary(t.flows[0])["state"] == "SF"
+    assert flow_summary(t.flows[1])["state"] == "SF"
+
+
+def test_flow_key_is_direction_agnostic_and_collision_free():
+    cv = Conv(cport=1000, sport=2000)
+    t, _ = run([cv.c(0, 1, 0, SYN), cv.s(1, 9, 2, SYN | ACK)])
+    assert len(t.flows) == 1
+    other = Conv(cport=2000, sport=1000)  # same ports, swapped between hosts
+    t2, _ = run([cv.c(0, 1, 0, SYN), other.c(1, 5, 0, SYN)])
+    assert len(t2.flows) == 2
+
+
+def test_retransmission_split_adds_up():
+    """rto + fast + spurious == total, on a mixed sequence."""
+    cv = Conv()
+    recs = cv.handshake(rtt_ms=10)
+    recs += [cv.c(20, 1001, 5001, ACK, plen=100), cv.c(2000, 1001, 5001, ACK, plen=100),
+             cv.s(2010, 5001, 1101), cv.c(2020, 1001, 5001, ACK, plen=100)]
+    f, _, _ = summary(recs)
+    r = f["c2s"]["retransmissions"]
+    assert r["total"] == r["rto"] + r["fast"] + r["spurious"] == 2
