@@ -27,7 +27,7 @@ class Direction:
         # Wireshark-compatible sequence analysis state (raw 32-bit numbers)
         "base_seq", "nextseq", "nextseqtime", "nextseqframe", "maxseqtobeacked", "lastack",
         "lastacktime", "window", "dupacknum", "lastnondupack", "lastflags", "win_scale",
-        "last_sack", "unseen_reported",
+        "last_sack", "unseen_reported", "zwp_seq",
         # traffic
         "packets", "bytes", "payload", "unique_payload", "first_ts", "last_ts",
         # counters of analysis events, by name in COUNTERS
@@ -54,6 +54,7 @@ class Direction:
         self.lastflags = 0  # analysis events of the previous segment from this side
         # window scale shift of this side: None unknown (no SYN seen), 0 no scaling, n shift
         self.win_scale: int | None = None
+        self.zwp_seq: int | None = None  # sequence of the last zero-window probe byte
         self.unseen_reported = False  # an ACK of data we never saw was flagged already
         self.last_sack: tuple = ()  # SACK blocks in this side's last ACK (RFC 2018)
         self.packets = 0

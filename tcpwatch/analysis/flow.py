@@ -138,6 +138,7 @@ class Flow:
             fwd.base_seq = seq if flags & SYN else (seq - 1) & M32
         if seglen == 1 and nxt is not None and seq == nxt and rev.window == 0:
             m = E.ZERO_WINDOW_PROBE
+            fwd.zwp_seq = seq
         else:
             plain = not flags & SFR
             if window == 0 and plain:
@@ -209,8 +210,12 @@ class Flow:
                 fwd.nextseq = nextseq
                 fwd.nextseqframe = r.num
                 fwd.nextseqtime = ts
-                if len(fwd.unacked) < UNACKED_MAX:
-                    fwd.unacked.append([seq, nextseq, ts, False])
+                if (seglen or syn_fin) and len(fwd.unacked) < UNACKED_MAX:
+                    # a byte already sent as a zero-window probe is a resend: Karn's rule
+                    probed = fwd.zwp_seq is not None and seq_le(seq, fwd.zwp_seq) \
+                        and seq_lt(fwd.zwp_seq, nextseq)
+                    fwd.unacked.append([seq, nextseq, ts, probed])
+                    fwd.zwp_seq = None
         if r.tsval is not None and (seglen or syn_fin) and len(fwd.tsvals) < TSVAL_MAX:
             # RFC 7323 4.1: the echoed TSval names the copy, retransmissions included
             fwd.tsvals.setdefault(r.tsval, ts)
