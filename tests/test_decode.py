@@ -8,8 +8,8 @@ from builders import ether, ipv4, ipv6, pcap_file, pcapng_file, tcp_header
 
 from tcpwatch.capture import decode as D
 from tcpwatch.capture.fast import iter_stream
-from tcpwatch.capture.record import ACK, SYN, CaptureStats, fmt_addr
 from tcpwatch.capture.pcapio import CaptureFormatError, Reader
+from tcpwatch.capture.record import ACK, SYN, CaptureStats, fmt_addr
 from tcpwatch.errors import UserError
 
 OPTS = (b"\x02\x04\x05\xb4"  # MSS 1460

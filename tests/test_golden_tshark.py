@@ -71,7 +71,7 @@ def test_frame_by_frame_analysis_flags_equal_tshark(both):
 def test_flows_packets_bytes_irtt_equal_tshark(both):
     path, table, _ours, theirs = both
     streams: dict[int, dict] = {}
-    for num, f in sorted(theirs.items()):
+    for _num, f in sorted(theirs.items()):
         s = streams.setdefault(f["stream"], {"pkts": {}, "bytes": {}, "irtt": None})
         key = (f["src"], f["sport"])
         s["pkts"][key] = s["pkts"].get(key, 0) + 1

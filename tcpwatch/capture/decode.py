@@ -8,8 +8,17 @@ from __future__ import annotations
 
 import struct
 
-from .record import (OPT_EOL, OPT_MSS, OPT_NOP, OPT_SACK, OPT_SACK_PERM, OPT_TIMESTAMP,
-                     OPT_WSCALE, PAYLOAD_PREFIX, PacketRecord)
+from .record import (
+    OPT_EOL,
+    OPT_MSS,
+    OPT_NOP,
+    OPT_SACK,
+    OPT_SACK_PERM,
+    OPT_TIMESTAMP,
+    OPT_WSCALE,
+    PAYLOAD_PREFIX,
+    PacketRecord,
+)
 
 # link-layer header types (pcap LINKTYPE_* values)
 LINK_NULL = 0  # BSD loopback: 4-byte address family in host byte order

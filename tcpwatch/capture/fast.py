@@ -41,7 +41,8 @@ def iter_stream(f: BinaryIO, stats: CaptureStats, name: str,
     try:
         reader = Reader(f)
     except CaptureFormatError as e:
-        raise UserError(f"{name}: {e}: give a pcap or pcapng file (tcpdump -w / dumpcap -w)")
+        raise UserError(f"{name}: {e}: give a pcap or pcapng file (tcpdump -w / dumpcap -w)") \
+            from None
     except OSError as e:
         raise UserError(f"{name}: cannot read: {e}") from None
     num = 0

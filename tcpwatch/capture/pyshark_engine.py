@@ -10,6 +10,7 @@ other output modes stay selectable for the benchmark.
 from __future__ import annotations
 
 import asyncio
+import math
 import threading
 from collections.abc import Iterator
 
@@ -76,20 +77,26 @@ def to_record(pkt, num: int) -> PacketRecord | None:
     return rec
 
 
-def _make(file: str | None, iface: str | None, bpf: str | None, loop, mode: str):
+def _make(file: str | None, iface: str | None, bpf: str | None, loop, mode: str,
+          duration: float | None = None):
     import pyshark  # imported here: the fast engine must not pay for it
 
     kw = dict(override_prefs=PREFS, eventloop=loop, tshark_path=tools.find_tool("tshark"),
               use_json=mode.startswith("json"), use_ek=mode == "ek")
-    if mode == "json-layers":
-        kw["custom_parameters"] = ["-J", LAYERS]
+    params = ["-J", LAYERS] if mode == "json-layers" else []
+    if iface is not None and duration is not None:
+        # tshark ends the capture itself: a blocked read cannot watch a clock
+        params += ["-a", f"duration:{max(1, math.ceil(duration))}"]
+    if params:
+        kw["custom_parameters"] = params
     if file is not None:
         return pyshark.FileCapture(file, keep_packets=False, **kw)
     return pyshark.LiveCapture(interface=iface, bpf_filter=bpf, **kw)
 
 
 def records(file: str | None, iface: str | None, bpf: str | None, stats: CaptureStats,
-            stop: threading.Event, mode: str = DEFAULT_MODE) -> Iterator[PacketRecord]:
+            stop: threading.Event, mode: str = DEFAULT_MODE,
+            duration: float | None = None) -> Iterator[PacketRecord]:
     """Run in the capture thread: own event loop, capture created, iterated, closed here."""
     tools.find_tool("tshark")
     if file is not None:
@@ -97,8 +104,9 @@ def records(file: str | None, iface: str | None, bpf: str | None, stats: Capture
         open_capture_file(file).close()  # the same one-line errors as the fast engine
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
-    cap = _make(file, iface, bpf, loop, mode)
+    cap = _make(file, iface, bpf, loop, mode, duration)
     num = 0
+    it = None
     try:
         it = iter(cap) if file is not None else cap.sniff_continuously()
         while not stop.is_set():
@@ -131,8 +139,10 @@ def records(file: str | None, iface: str | None, bpf: str | None, stats: Capture
             stats.tcp += 1
             yield rec
     finally:
-        try:
-            cap.close()
+        if it is not None:
+            it.close()  # its own cleanup of tshark runs now, while our loop is open
+        try:  # close on this thread's loop: pyshark's close() would look for a running one
+            loop.run_until_complete(cap.close_async())
         except Exception:  # noqa: BLE001 - closing a dead tshark must not mask the result
             pass
         loop.close()

@@ -49,7 +49,8 @@ class Capture:
                 return fast.iter_file(self.file, self.stats, self._stop)
             return fast.LiveDumpcap(self.iface, self.bpf).records(self.stats, self._stop)
         from . import pyshark_engine
-        return pyshark_engine.records(self.file, self.iface, self.bpf, self.stats, self._stop)
+        return pyshark_engine.records(self.file, self.iface, self.bpf, self.stats, self._stop,
+                                      duration=self.duration)
 
     def _run(self) -> None:
         batch: list[PacketRecord] = []

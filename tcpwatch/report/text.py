@@ -8,12 +8,16 @@ from ..safe import inert
 
 
 def _dur(s: float | None) -> str:
+    """Durations the way a latency-minded reader scans them: us, ms, s, then humanized."""
     if s is None:
         return "-"
+    if s < 0.001:
+        return f"{s * 1e6:.0f}us"
     if s < 1:
-        return f"{s * 1000:.1f}ms" if s >= 0.001 else f"{s * 1e6:.0f}us"
-    return humanize.precisedelta(s, minimum_unit="milliseconds", format="%0.1f") \
-        if s < 3600 else humanize.naturaldelta(s)
+        return f"{s * 1000:.1f}ms"
+    if s < 120:
+        return f"{s:.2f}s"
+    return humanize.naturaldelta(s)
 
 
 def _size(n: int | None) -> str:
