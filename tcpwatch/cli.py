@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 from importlib import resources
 
@@ -92,7 +93,12 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _terminate(_sig, _frame):
+    raise KeyboardInterrupt  # SIGTERM ends a capture like Ctrl+C: clean up, report, exit
+
+
 def main(argv: list[str] | None = None) -> int:
+    signal.signal(signal.SIGTERM, _terminate)
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

@@ -96,7 +96,8 @@ def _make(file: str | None, iface: str | None, bpf: str | None, loop, mode: str,
 
 def records(file: str | None, iface: str | None, bpf: str | None, stats: CaptureStats,
             stop: threading.Event, mode: str = DEFAULT_MODE,
-            duration: float | None = None) -> Iterator[PacketRecord]:
+            duration: float | None = None,
+            on_close: list | None = None) -> Iterator[PacketRecord]:
     """Run in the capture thread: own event loop, capture created, iterated, closed here."""
     tools.find_tool("tshark")
     if file is not None:
@@ -105,6 +106,10 @@ def records(file: str | None, iface: str | None, bpf: str | None, stats: Capture
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     cap = _make(file, iface, bpf, loop, mode, duration)
+    if on_close is not None:
+        # how another thread unblocks us: a read blocked on tshark ends when tshark does
+        # (pyshark keeps its subprocesses in _running_processes)
+        on_close.append(lambda: [p.terminate() for p in list(cap._running_processes)])
     num = 0
     it = None
     try:

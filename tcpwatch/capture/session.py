@@ -35,6 +35,7 @@ class Capture:
         self.error: BaseException | None = None
         self._q: queue.Queue = queue.Queue(maxsize=64)
         self._stop = threading.Event()
+        self._on_close: list = []  # engine hooks that end a blocked read (kill tshark)
         self._thread: threading.Thread | None = None
         self.started = 0.0
 
@@ -50,7 +51,7 @@ class Capture:
             return fast.LiveDumpcap(self.iface, self.bpf).records(self.stats, self._stop)
         from . import pyshark_engine
         return pyshark_engine.records(self.file, self.iface, self.bpf, self.stats, self._stop,
-                                      duration=self.duration)
+                                      duration=self.duration, on_close=self._on_close)
 
     def _run(self) -> None:
         batch: list[PacketRecord] = []
@@ -112,10 +113,20 @@ class Capture:
             raise self.error
 
     def stop(self) -> None:
+        """Stop the capture and reap its processes; never leaves tshark/dumpcap behind."""
         self._stop.set()
-        while self._thread is not None and self._thread.is_alive():
+        thread, self._thread = self._thread, None
+        deadline = time.monotonic() + 10
+        killed = False
+        while thread is not None and thread.is_alive() and time.monotonic() < deadline:
             try:  # drain so the producer can see the stop and exit
                 self._q.get(timeout=0.1)
             except queue.Empty:
                 pass
-        self._thread = None
+            if not killed and time.monotonic() > deadline - 9:
+                for hook in self._on_close:  # a read still blocked: end its process
+                    try:
+                        hook()
+                    except ProcessLookupError:
+                        pass
+                killed = True
