@@ -83,11 +83,11 @@ def iter_file(path: str, stats: CaptureStats,
     try:
         yield from iter_stream(f, stats, path, stop)
     finally:
-        if f is not getattr(__import__("sys").stdin, "buffer", None):
+        if path != "-":  # never close our own standard input
             f.close()
 
 
-def dumpcap_command(iface: str, bpf: str | None, save: str | None = None) -> list[str]:
+def dumpcap_command(iface: str, bpf: str | None) -> list[str]:
     cmd = [tools.find_tool("dumpcap"), "-i", iface, "-q", "-w", "-"]
     if bpf:
         cmd += ["-f", bpf]
