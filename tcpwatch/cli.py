@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 from importlib import resources
@@ -32,34 +33,56 @@ def _positive(kind):
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="tcpwatch",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
         description="What TCP is really doing under your services: handshakes, RTT, windows, "
-                    "retransmissions, per connection, live or from a capture file.")
+                    "retransmissions, per connection and per process, live or from a capture "
+                    "file.\n\nWith no command: the live dashboard (on interface 'any' unless -i "
+                    "or -r is given). Keys: F1 in the dashboard.",
+        epilog="examples:\n"
+               "  tcpwatch                       watch every interface (needs capture rights)\n"
+               "  tcpwatch -i lo -f 'port 8080'  watch one service on loopback\n"
+               "  tcpwatch -i eth0 -w out.pcapng watch and save (Wireshark reads it)\n"
+               "  tcpwatch -r trace.pcapng       explore a capture file\n"
+               "  tcpwatch -r trace.pcapng --replay --speed 4   play it back as if live\n"
+               "  tcpwatch report -r trace.pcapng --json        headless analysis")
     p.add_argument("--version", action="version", version=f"tcpwatch {__version__}")
+    _source_options(p, dashboard=True)
+    p.add_argument("--replay", action="store_true",
+                   help="with -r: play the capture in capture time, as if it were live")
+    p.add_argument("--speed", type=_positive(float), default=1.0, metavar="X",
+                   help="with --replay: play X times faster (default 1)")
+    p.add_argument("-w", dest="write", metavar="FILE.pcapng",
+                   help="live: also save the packets watched to this pcapng file")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     r = sub.add_parser(
         "report", help="analyse a capture file or a live interface and print a report",
         description="Analyse every TCP connection of a capture (-r) or of a live interface "
                     "(-i, until -c packets, --duration seconds or Ctrl+C) and print one line "
                     "per connection, or JSON (--json; schema in README.md).")
-    src = r.add_mutually_exclusive_group(required=True)
-    src.add_argument("-r", dest="file", metavar="FILE",
-                     help="read a pcap or pcapng file ('-' for standard input)")
-    src.add_argument("-i", dest="iface", metavar="IFACE",
-                     help="capture live on this interface (any, lo, eth0...)")
-    src.add_argument("--demo", action="store_true",
-                     help="read the capture bundled with tcpwatch")
-    r.add_argument("-f", dest="bpf", metavar="BPF",
-                   help="capture filter, pcap-filter(7) syntax (live capture only)")
+    _source_options(r, dashboard=False)
     r.add_argument("-c", dest="count", type=_positive(int), metavar="N",
                    help="stop after N packets")
     r.add_argument("--duration", type=_positive(float), metavar="S",
                    help="stop a live capture after S seconds")
-    r.add_argument("--engine", choices=("fast", "pyshark"), default="fast",
-                   help="packet engine: our own decoder (default) or tshark via pyshark")
     r.add_argument("--json", action="store_true", help="print JSON instead of a table")
     r.add_argument("--limit", type=int, default=200, metavar="N",
                    help="text table: show at most N connections (0: all; default 200)")
     return p
+
+
+def _source_options(p: argparse.ArgumentParser, dashboard: bool) -> None:
+    src = p.add_mutually_exclusive_group(required=not dashboard)
+    src.add_argument("-r", dest="file", metavar="FILE",
+                     help="read a pcap or pcapng file ('-' for standard input)")
+    src.add_argument("-i", dest="iface", metavar="IFACE",
+                     help="capture live on this interface (any, lo, eth0...)"
+                     + ("; default: any" if dashboard else ""))
+    src.add_argument("--demo", action="store_true",
+                     help="read the capture bundled with tcpwatch")
+    p.add_argument("-f", dest="bpf", metavar="BPF",
+                   help="capture filter, pcap-filter(7) syntax (live capture only)")
+    p.add_argument("--engine", choices=("fast", "pyshark"), default="fast",
+                   help="packet engine: our own decoder (default) or tshark via pyshark")
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -93,6 +116,67 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_dashboard(args: argparse.Namespace) -> int:
+    import shutil
+    import tempfile
+
+    from .capture.session import Capture
+    from .monitor import Monitor
+
+    file = demo_capture() if args.demo else args.file
+    iface = args.iface if args.iface or file is not None else "any"
+    if args.bpf and file is not None:
+        raise UserError("-f applies to live capture (-i); to filter a file, use tshark -Y")
+    if args.write and file is not None:
+        raise UserError("-w saves a live capture (-i); a file (-r) is already saved")
+    if args.replay and file is None:
+        raise UserError("--replay plays a capture file: give -r FILE")
+    if file == "-" and args.replay:
+        raise UserError("--replay needs a file, not standard input")
+    if not sys.stdout.isatty() or not sys.stdin.isatty():
+        raise UserError("the dashboard needs a terminal; for text or JSON use "
+                        "'tcpwatch report'")
+    tmpdir = None
+    save, save_max = args.write, None
+    if args.write:
+        _check_writable(args.write)
+    elif iface is not None:
+        # a private copy of the live packets, for the drill-down's dissection; removed at exit
+        tmpdir = tempfile.mkdtemp(prefix="tcpwatch-")
+        save, save_max = os.path.join(tmpdir, "live.pcapng"), 512 << 20
+    capture = Capture(args.engine, file=file, iface=iface, bpf=args.bpf, save=save,
+                      save_max=save_max)
+    procmap = None
+    if iface is not None:
+        from .procmap import ProcMap
+        procmap = ProcMap()
+    mode = "live" if iface is not None else ("replay" if args.replay else "file")
+    monitor = Monitor(capture, mode=mode, speed=args.speed, procmap=procmap, saved=save
+                      if iface is not None else file)
+    from .ui.app import TcpwatchApp
+    app = TcpwatchApp(monitor)
+    try:
+        app.run()
+    finally:
+        monitor.stop()
+        if tmpdir is not None:
+            shutil.rmtree(tmpdir, ignore_errors=True)
+    last = monitor.latest
+    if last is not None and last.error:
+        raise UserError(last.error if last.packets else last.error)
+    return 0
+
+
+def _check_writable(path: str) -> None:
+    d = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(d):
+        raise UserError(f"{path}: no such directory: {d}")
+    if os.path.isdir(path):
+        raise UserError(f"{path}: is a directory; give a file name for -w")
+    if not os.access(d, os.W_OK):
+        raise UserError(f"{path}: permission denied: cannot write in {d}")
+
+
 def _terminate(_sig, _frame):
     raise KeyboardInterrupt  # SIGTERM ends a capture like Ctrl+C: clean up, report, exit
 
@@ -104,8 +188,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "report":
             return cmd_report(args)
-        parser.print_help()
-        return 0
+        return cmd_dashboard(args)
     except UserError as e:
         sys.stdout.flush()
         print(f"tcpwatch: {e.message}", file=sys.stderr)

@@ -11,6 +11,10 @@ ALLOWED = {
     "capture": {"capture", "errors"},
     "analysis": {"analysis", "capture.record"},
     "report": {"report", "analysis", "capture", "errors", "safe"},
+    # the live-analysis thread and the process map: no UI
+    "monitor.py": {"analysis", "capture", "procmap", "errors"},
+    "procmap.py": set(),
+    "ui": {"ui", "monitor", "analysis", "capture", "errors", "safe", "procmap"},
 }
 
 
@@ -22,9 +26,29 @@ def test_core_imports_and_runs_without_textual():
             "rc = main(['report', '--demo', '--json'])\n"
             "assert rc == 0, rc\n"
             "bad = sorted(m for m in sys.modules if m.split('.')[0] in "
-            "('textual', 'pyshark', 'psutil'))\n"
+            "('textual', 'pyshark', 'psutil', 'rich'))\n"
             "print('LOADED', bad, file=sys.stderr)\n"
             "assert not bad, bad\n")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       cwd=PKG.parent)
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert "LOADED []" in p.stderr
+
+
+def test_monitor_runs_without_textual():
+    """The live-analysis thread (what the dashboard reads) never loads the UI toolkit."""
+    code = ("import sys, time\n"
+            "from tcpwatch.capture.session import Capture\n"
+            "from tcpwatch.monitor import Monitor\n"
+            "from tcpwatch.cli import demo_capture\n"
+            "m = Monitor(Capture('fast', file=demo_capture())).start()\n"
+            "for _ in range(100):\n"
+            "    time.sleep(0.05)\n"
+            "    if m.latest is not None and m.latest.done: break\n"
+            "m.stop()\n"
+            "assert m.latest.flows_total == 12, m.latest\n"
+            "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('textual', 'rich'))\n"
+            "print('LOADED', bad, file=sys.stderr)\n")
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                        cwd=PKG.parent)
     assert p.returncode == 0, p.stderr[-2000:]
@@ -56,12 +80,13 @@ def _imports(path: Path) -> set[str]:
 def test_no_layer_imports_upward():
     checked = 0
     for layer, allowed in ALLOWED.items():
-        for path in (PKG / layer).glob("*.py"):
+        paths = [PKG / layer] if layer.endswith(".py") else (PKG / layer).glob("*.py")
+        for path in paths:
             for mod in _imports(path):
                 assert any(mod == a or mod.startswith(a + ".") for a in allowed), \
                     f"{path.relative_to(PKG)} imports tcpwatch.{mod}"
             checked += 1
-    assert checked >= 15
+    assert checked >= 22
 
 
 def test_analysis_has_no_io_threads_or_clocks():

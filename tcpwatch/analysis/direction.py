@@ -36,7 +36,7 @@ class Direction:
         "rtt", "unacked", "tsvals",
         # receive window advertised by this side, and bytes in flight sent by this side
         "wnd_last", "wnd_min", "wnd_max", "zw_start", "zw_events", "zw_total_ns",
-        "zw_longest_ns", "snd_una", "inflight_last", "inflight_max", "series",
+        "zw_longest_ns", "snd_una", "inflight_last", "inflight_max", "series", "flight",
         "first_data_seq",
     )
 
@@ -77,7 +77,10 @@ class Direction:
         self.snd_una: int | None = None  # highest sequence the peer acknowledged
         self.inflight_last = 0
         self.inflight_max = 0
-        self.series: deque[tuple[int, int | None, int]] = deque(maxlen=SERIES_MAX)
+        # (time, advertised window of this side) at every change
+        self.series: deque[tuple[int, int]] = deque(maxlen=SERIES_MAX)
+        # (time, bytes in flight sent by this side) at every data segment
+        self.flight: deque[tuple[int, int]] = deque(maxlen=SERIES_MAX)
         self.first_data_seq: int | None = None
 
     def scaled(self, raw: int, syn: bool) -> int:

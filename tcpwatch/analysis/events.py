@@ -19,6 +19,10 @@ REUSED_PORTS = 1 << 14  # a SYN with a new ISN on a 4-tuple seen before
 # tcpwatch's own refinements (not Wireshark's):
 RTO_RETRANSMISSION = 1 << 16  # retransmitted after the sender's timer ran out (RFC 6298 5)
 SACK_RECOVERY = 1 << 17  # a hole the receiver reported (dup-ACK/SACK) being filled (RFC 6675)
+# connection control segments, kept in a flow's event timeline (not analysis verdicts):
+SYN_SEEN = 1 << 20  # SYN or SYN-ACK (RFC 9293 3.5)
+FIN_SEEN = 1 << 21  # the sender has no more data (RFC 9293 3.6)
+RST_SEEN = 1 << 22  # the connection is aborted (RFC 9293 3.5.2)
 
 NAMES = {
     RETRANSMISSION: "retransmission", FAST_RETRANSMISSION: "fast_retransmission",
@@ -29,6 +33,7 @@ NAMES = {
     KEEP_ALIVE: "keep_alive", KEEP_ALIVE_ACK: "keep_alive_ack",
     WINDOW_UPDATE: "window_update", WINDOW_FULL: "window_full", REUSED_PORTS: "reused_ports",
     RTO_RETRANSMISSION: "rto_retransmission", SACK_RECOVERY: "sack_recovery",
+    SYN_SEEN: "syn", FIN_SEEN: "fin", RST_SEEN: "rst",
 }
 
 

@@ -101,6 +101,15 @@ class Flow:
         self.life.on_packet(flags, r.plen, d, ts)
         if m:
             self._count(m, fwd, d, ts, r.num)
+        # the flow's event timeline; window updates and window-full marks are too frequent
+        # for a bounded timeline (they stay counted)
+        if m & ~(E.WINDOW_UPDATE | E.WINDOW_FULL) or flags & SFR:
+            if flags & SFR:
+                m_ev = m | (E.SYN_SEEN if flags & SYN else 0) | (
+                    E.FIN_SEEN if flags & FIN else 0) | (E.RST_SEEN if flags & RST else 0)
+            else:
+                m_ev = m
+            self.events.append((ts, r.num, d, m_ev))
         return m
 
     # ------------------------------------------------------------------------------------
@@ -294,7 +303,7 @@ class Flow:
                     fwd.wnd_min = w
                 if fwd.wnd_max is None or w > fwd.wnd_max:
                     fwd.wnd_max = w
-                fwd.series.append((ts, w, fwd.inflight_last))
+                fwd.series.append((ts, w))
             if r.win == 0 and not flags & (SYN | FIN):
                 if fwd.zw_start is None:  # a zero-window episode begins (RFC 9293 3.8.6.1)
                     fwd.zw_start = ts
@@ -309,6 +318,7 @@ class Flow:
             inflight = seq_diff(fwd.nextseq, fwd.snd_una)
             if inflight >= 0:
                 fwd.inflight_last = inflight
+                fwd.flight.append((ts, inflight))
                 if inflight > fwd.inflight_max:
                     fwd.inflight_max = inflight
 
@@ -325,6 +335,5 @@ class Flow:
             self.life.mark("G", d)
         if m & E.ZERO_WINDOW:
             self.life.mark("W", d)
-        if m & ~E.WINDOW_UPDATE:
-            self.events.append((ts, num, d, m))
+
 

@@ -36,7 +36,7 @@ class RttEstimator:
         self.max: float | None = None
         self.sum = 0.0
         self.last: float | None = None
-        self.series: deque[tuple[int, float]] = deque(maxlen=SERIES_MAX)
+        self.series: deque[tuple[int, float, float]] = deque(maxlen=SERIES_MAX)
 
     def sample(self, r: float, ts: int, from_ts_echo: bool) -> None:
         """Feed one RTT measurement r (seconds) taken at packet time ts (ns)."""
@@ -56,7 +56,7 @@ class RttEstimator:
         self.max = r if self.max is None or r > self.max else self.max
         self.sum += r
         self.last = r
-        self.series.append((ts, r))
+        self.series.append((ts, r, self.srtt))  # (time, sample, SRTT after it)
 
     @property
     def avg(self) -> float | None:

@@ -94,12 +94,65 @@ def dumpcap_command(iface: str, bpf: str | None) -> list[str]:
     return cmd
 
 
+class Tee:
+    """A pipe whose bytes are also written to a file: dumpcap's pcapng stream saved as is
+    (`-w FILE`, or the copy the drill-down dissects). Buffered; `flush()` may be called from
+    another thread (BufferedWriter locks)."""
+
+    def __init__(self, src: BinaryIO, path: str, max_bytes: int | None = None) -> None:
+        self.src = src
+        self.max_bytes = max_bytes  # a private copy stops growing here (the user's -w never)
+        self.written = 0
+        try:
+            self.out: BinaryIO | None = open(path, "wb", buffering=1 << 20)
+        except OSError as e:
+            raise UserError(f"{path}: cannot write: {e.strerror}") from None
+        self.path = path
+        self.error: str | None = None
+
+    def read(self, n: int = -1) -> bytes:
+        data = self.src.read(n)
+        out = self.out
+        if data and out is not None:
+            self.written += len(data)
+            if self.max_bytes is not None and self.written > self.max_bytes:
+                self.error = f"saved copy stopped at {self.max_bytes >> 20} MiB"
+                self.close()
+                return data
+            try:
+                out.write(data)
+            except OSError as e:  # disk full: the capture goes on, the copy stops
+                self.error = f"{self.path}: writing stopped: {e.strerror}"
+                self.out = None
+        return data
+
+    def flush(self) -> None:
+        out = self.out
+        if out is not None:
+            try:
+                out.flush()
+            except (OSError, ValueError) as e:
+                self.error = f"{self.path}: writing stopped: {e}"
+                self.out = None
+
+    def close(self) -> None:
+        self.flush()
+        out, self.out = self.out, None
+        if out is not None:
+            try:
+                out.close()
+            except OSError:
+                pass
+
+
 class LiveDumpcap:
     """`dumpcap -w -` on a pipe, decoded by the fast engine. The process is always reaped."""
 
-    def __init__(self, iface: str, bpf: str | None) -> None:
-        self.iface, self.bpf = iface, bpf
+    def __init__(self, iface: str, bpf: str | None, save: str | None = None,
+                 save_max: int | None = None) -> None:
+        self.iface, self.bpf, self.save, self.save_max = iface, bpf, save, save_max
         self.proc: subprocess.Popen | None = None
+        self.tee: Tee | None = None
 
     def records(self, stats: CaptureStats, stop: threading.Event) -> Iterator[PacketRecord]:
         cmd = dumpcap_command(self.iface, self.bpf)
@@ -108,10 +161,13 @@ class LiveDumpcap:
         # a blocked read on the pipe ends when dumpcap does: stop it when asked to
         watcher = threading.Thread(target=self._stop_when, args=(stop,), daemon=True)
         watcher.start()
+        stream: BinaryIO = self.proc.stdout  # type: ignore[assignment]
+        if self.save is not None:
+            self.tee = Tee(stream, self.save, self.save_max)
+            stream = self.tee  # type: ignore[assignment]
         try:
             try:
-                yield from iter_stream(self.proc.stdout, stats, f"dumpcap -i {self.iface}",
-                                       stop)
+                yield from iter_stream(stream, stats, f"dumpcap -i {self.iface}", stop)
             except UserError:
                 # dumpcap died before it wrote a header: its stderr says why
                 self.proc.wait(timeout=5)
@@ -132,7 +188,13 @@ class LiveDumpcap:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.terminate()
 
+    def flush(self) -> None:
+        if self.tee is not None:
+            self.tee.flush()
+
     def close(self) -> None:
+        if self.tee is not None:
+            self.tee.close()
         p = self.proc
         if p is None:
             return

@@ -78,7 +78,7 @@ def to_record(pkt, num: int) -> PacketRecord | None:
 
 
 def _make(file: str | None, iface: str | None, bpf: str | None, loop, mode: str,
-          duration: float | None = None):
+          duration: float | None = None, save: str | None = None):
     import pyshark  # imported here: the fast engine must not pay for it
 
     kw = dict(override_prefs=PREFS, eventloop=loop, tshark_path=tools.find_tool("tshark"),
@@ -91,13 +91,13 @@ def _make(file: str | None, iface: str | None, bpf: str | None, loop, mode: str,
         kw["custom_parameters"] = params
     if file is not None:
         return pyshark.FileCapture(file, keep_packets=False, **kw)
-    return pyshark.LiveCapture(interface=iface, bpf_filter=bpf, **kw)
+    return pyshark.LiveCapture(interface=iface, bpf_filter=bpf, output_file=save, **kw)
 
 
 def records(file: str | None, iface: str | None, bpf: str | None, stats: CaptureStats,
             stop: threading.Event, mode: str = DEFAULT_MODE,
             duration: float | None = None,
-            on_close: list | None = None) -> Iterator[PacketRecord]:
+            on_close: list | None = None, save: str | None = None) -> Iterator[PacketRecord]:
     """Run in the capture thread: own event loop, capture created, iterated, closed here."""
     tools.find_tool("tshark")
     if file is not None:
@@ -105,7 +105,7 @@ def records(file: str | None, iface: str | None, bpf: str | None, stats: Capture
         open_capture_file(file).close()  # the same one-line errors as the fast engine
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
-    cap = _make(file, iface, bpf, loop, mode, duration)
+    cap = _make(file, iface, bpf, loop, mode, duration, save)
     if on_close is not None:
         # how another thread unblocks us: a read blocked on tshark ends when tshark does
         # (pyshark keeps its subprocesses in _running_processes)

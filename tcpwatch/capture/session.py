@@ -24,13 +24,17 @@ _END = object()
 class Capture:
     def __init__(self, engine: str = "fast", file: str | None = None, iface: str | None = None,
                  bpf: str | None = None, count: int | None = None,
-                 duration: float | None = None) -> None:
+                 duration: float | None = None, save: str | None = None,
+                 save_max: int | None = None) -> None:
         if engine not in ENGINES:
             raise UserError(f"unknown engine '{engine}': use one of {', '.join(ENGINES)}")
         if (file is None) == (iface is None):
             raise UserError("give exactly one of -r FILE or -i IFACE")
         self.engine, self.file, self.iface, self.bpf = engine, file, iface, bpf
         self.count, self.duration = count, duration
+        self.save = save  # live only: also write the packets to this pcapng file
+        self.save_max = save_max  # bytes; None: no limit (the user's own -w file)
+        self._live = None
         self.stats = CaptureStats()
         self.error: BaseException | None = None
         self._q: queue.Queue = queue.Queue(maxsize=64)
@@ -48,10 +52,22 @@ class Capture:
             from . import fast
             if self.file is not None:
                 return fast.iter_file(self.file, self.stats, self._stop)
-            return fast.LiveDumpcap(self.iface, self.bpf).records(self.stats, self._stop)
+            self._live = fast.LiveDumpcap(self.iface, self.bpf, self.save, self.save_max)
+            return self._live.records(self.stats, self._stop)
         from . import pyshark_engine
         return pyshark_engine.records(self.file, self.iface, self.bpf, self.stats, self._stop,
-                                      duration=self.duration, on_close=self._on_close)
+                                      duration=self.duration, on_close=self._on_close,
+                                      save=self.save)
+
+    def flush_saved(self) -> str | None:
+        """Make the saved copy (-w) readable up to the packets seen so far; returns the
+        copy's write error, if writing stopped (disk full)."""
+        live = self._live
+        if live is not None:
+            live.flush()
+            if live.tee is not None:
+                return live.tee.error
+        return None
 
     def _run(self) -> None:
         batch: list[PacketRecord] = []

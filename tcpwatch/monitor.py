@@ -1,0 +1,542 @@
+"""Live analysis for the dashboard: a thread that drains the capture into the flow table and,
+on a fixed clock (SNAPSHOT_HZ), publishes an immutable Snapshot for the UI.
+
+The UI never touches the trackers: it reads `Monitor.latest` (a frozen object replaced whole)
+and tells the monitor what it wants to see by replacing `view` (filter, sort, limit) and
+`focus` (the flow being drilled into), then `poke()`s for a prompt snapshot. Filtering,
+sorting and the top-N cut run here, off the UI thread. No Textual import.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+
+from .analysis import events as E
+from .analysis.badges import BADGES, SEVERITY_ORDER, flow_badges
+from .analysis.flow import Flow
+from .analysis.peek import describe
+from .analysis.rate import RateBins
+from .analysis.summary import flow_summary
+from .analysis.table import FlowTable
+from .capture.record import FLAG_LETTERS, PacketRecord, fmt_addr
+from .capture.session import Capture
+from .procmap import ProcInfo, ProcMap
+
+SNAPSHOT_HZ = 2  # snapshots published per second (the UI polls at twice this rate)
+PACKETS_PER_FLOW = 2000  # newest packets kept per flow for the drill-down's packet list
+LINGER_S = 30.0  # live: a closed connection stays listed (dimmed) this long, capture time
+IDLE_S = 60.0  # "active": not closed and a packet within this many seconds of capture time
+DEFAULT_LIMIT = 500  # rows sent to the table; the rest are counted as hidden
+M32 = 0xFFFFFFFF
+
+
+@dataclass(frozen=True, slots=True)
+class ViewSpec:
+    """What the table shows: set by the UI, applied by the monitor."""
+    filter: str = ""
+    sort: str = "activity"  # a key of SORT_KEYS
+    reverse: bool = True
+    problems: bool = False
+    limit: int = DEFAULT_LIMIT
+
+
+@dataclass(frozen=True, slots=True)
+class FlowRow:
+    id: int
+    client: str  # "addr:port" ([v6]:port)
+    server: str
+    caddr: str
+    cport: int
+    saddr: str
+    sport: int
+    proc: ProcInfo | None  # local process of the client side, else of the server side
+    proc_side: str  # "client" | "server" | ""
+    state: str  # Zeek conn_state
+    closed: bool
+    start: float  # capture time, epoch seconds
+    last: float
+    irtt: float | None  # handshake RTT (tshark's tcp.analysis.initial_rtt)
+    srtt: float | None  # RFC 6298 SRTT of the direction that carried more data
+    up: int  # payload bytes client -> server, retransmissions excluded
+    down: int  # payload bytes server -> client
+    rate: float  # payload+header bytes/s over the last second, both ways (rate.py)
+    retx: int  # retransmitted segments, both ways (summary.py "retransmissions.total")
+    zwin: float  # seconds either side advertised a zero window
+    badges: tuple[str, ...]
+    packets: int
+
+
+@dataclass(frozen=True, slots=True)
+class FlowDetail:
+    id: int
+    version: int  # changes whenever the flow saw new packets
+    summary: dict  # analysis.summary.flow_summary: the numbers, one definition
+    client_proc: ProcInfo | None
+    server_proc: ProcInfo | None
+    t0: float  # first packet of the flow (epoch seconds); series times are relative to it
+    rtt: tuple  # per direction: ((t, sample, srtt), ...)
+    window: tuple  # per direction: ((t, advertised window), ...) of that side
+    flight: tuple  # per direction: ((t, bytes in flight), ...) sent by that side
+    throughput: tuple  # per direction: ((t, frame bytes/s in the bin starting at t), ...)
+    throughput_bin: float  # bin width, seconds
+    events: tuple  # ((t, frame, direction, (names...)), ...)
+    packets: tuple  # ((frame, t, dir, flags, seq, ack, len, win, (events...), info), ...)
+    packets_dropped: int  # older packets not kept (PACKETS_PER_FLOW)
+    badges: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    seq: int
+    source: str
+    engine: str
+    mode: str  # "live" | "file" | "replay"
+    packets: int  # frames read (all protocols)
+    tcp: int
+    bytes: int
+    dropped: int  # packets the capture (dumpcap / kernel) reported dropped
+    pps: float  # TCP packets/s over the last second of capture time
+    bps: float  # bytes/s over the last second of capture time
+    flows_total: int
+    flows_active: int
+    elapsed: float  # live: wall seconds since start; file: capture span; replay: position
+    now: float  # capture time the snapshot describes (epoch seconds)
+    rows: tuple[FlowRow, ...]  # filtered, sorted, cut to view.limit
+    matched: int  # rows matching the filter before the cut
+    hidden: int  # matched rows not sent (matched - len(rows))
+    view: ViewSpec
+    done: bool  # the capture ended (end of file, -c, or an error)
+    error: str | None
+    saved: str | None  # a capture file holding these packets (for dissection)
+    detail: FlowDetail | None = None
+    procmap: bool = False
+    notes: tuple[str, ...] = field(default=())
+
+
+def _none_last(v):
+    return (v is None, v if v is not None else 0)
+
+
+def _badge_score(r: FlowRow):
+    return tuple(SEVERITY_ORDER[BADGES[b][0]] for b in r.badges) + (9,) if r.badges else (9,)
+
+
+# sort keys on raw values (never on displayed text); None sorts after every number
+SORT_KEYS = {
+    "id": lambda r, now: r.id,
+    "proc": lambda r, now: ((r.proc.name.lower() if r.proc else "\uffff"),
+                            (r.proc.pid or 0) if r.proc else 0),
+    "client": lambda r, now: (r.caddr, r.cport),
+    "server": lambda r, now: (r.saddr, r.sport),
+    "state": lambda r, now: r.state,
+    "age": lambda r, now: (r.last if r.closed else now) - r.start,
+    "irtt": lambda r, now: _none_last(r.irtt),
+    "srtt": lambda r, now: _none_last(r.srtt),
+    "up": lambda r, now: r.up,
+    "down": lambda r, now: r.down,
+    "rate": lambda r, now: r.rate,
+    "retx": lambda r, now: r.retx,
+    "zwin": lambda r, now: r.zwin,
+    "badges": lambda r, now: (len(r.badges), [-x for x in _badge_score(r)]),
+    "activity": lambda r, now: r.last,
+    "packets": lambda r, now: r.packets,
+}
+
+_FILTER_FIELDS = ("proc", "pid", "user", "addr", "port", "state", "badge", "id")
+_TOKEN = re.compile(r'(\w+):("[^"]*"|\S+)|("[^"]*"|\S+)')
+
+
+def compile_filter(text: str):
+    """A predicate over FlowRow. Terms separated by spaces must all match. `field:value`
+    with field in proc, pid, user, addr, port, state, badge, id; a bare word matches any of
+    them as a case-insensitive substring; a leading '!' negates a term."""
+    preds = []
+    for m in _TOKEN.finditer(text.strip()):
+        key, val, bare = m.group(1), m.group(2), m.group(3)
+        if key is not None and key.lower() not in _FILTER_FIELDS:
+            bare, key = m.group(0), None
+        word = (val if key else bare).strip('"')
+        neg = word.startswith("!") and len(word) > 1
+        word = word[1:] if neg else word
+        w = word.lower()
+        key = key.lower() if key else None
+        preds.append((_term(key, w), neg))
+    if not preds:
+        return None
+
+    def match(r: FlowRow) -> bool:
+        return all(p(r) != neg for p, neg in preds)
+    return match
+
+
+def _int_term(get, w: str):
+    n = int(w)
+    return lambda r: n in get(r)
+
+
+_TERMS = {  # field -> (row, lower-case word) -> bool
+    "proc": lambda r, w: r.proc is not None and w in r.proc.name.lower(),
+    "user": lambda r, w: r.proc is not None and w in (r.proc.user or "").lower(),
+    "addr": lambda r, w: w in r.caddr.lower() or w in r.saddr.lower(),
+    "state": lambda r, w: r.state.lower() == w or (w == "closed" and r.closed)
+    or (w == "open" and not r.closed),
+    "badge": lambda r, w: any(w == b.lower() for b in r.badges),
+}
+_INT_TERMS = {
+    "port": lambda r: (r.cport, r.sport),
+    "pid": lambda r: (r.proc.pid,) if r.proc is not None else (),
+    "id": lambda r: (r.id,),
+}
+
+
+def _term(key: str | None, w: str):
+    if key in _INT_TERMS and w.isdigit():
+        return _int_term(_INT_TERMS[key], w)
+    fn = _TERMS.get(key or "")
+    if fn is not None:
+        return lambda r: fn(r, w)
+    return lambda r: w in _haystack(r)
+
+
+def _haystack(r: FlowRow) -> str:
+    proc = f"{r.proc.name} {r.proc.pid} {r.proc.user or ''}" if r.proc else ""
+    return f"{proc} {r.client} {r.server} {r.state} {' '.join(r.badges)}".lower()
+
+
+def _endpoint(addr: bytes, port: int, ipv: int) -> str:
+    a = fmt_addr(addr)
+    return f"[{a}]:{port}" if ipv == 6 else f"{a}:{port}"
+
+
+def flags_text(flags: int) -> str:
+    return "".join(ch for bit, ch in FLAG_LETTERS if flags & bit) or "."
+
+
+class Monitor:
+    def __init__(self, capture: Capture, *, mode: str = "file", speed: float = 1.0,
+                 procmap: ProcMap | None = None, saved: str | None = None,
+                 linger_s: float = LINGER_S, hz: float = SNAPSHOT_HZ,
+                 keep_packets: int = PACKETS_PER_FLOW) -> None:
+        self.capture = capture
+        self.mode = mode
+        self.speed = speed
+        self.procmap = procmap
+        self.saved = saved if saved is not None else capture.file
+        self.linger_ns = int(linger_s * 1e9)
+        self.period = 1.0 / hz
+        self.keep_packets = keep_packets
+        self.table = FlowTable()
+        self.view = ViewSpec()
+        self.focus: int | None = None
+        self.latest: Snapshot | None = None
+        self.snapshots = 0
+        self.build_seconds = 0.0  # time spent building snapshots (measured, for the note)
+        self._poke = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._rates: dict[int, RateBins] = {}
+        self._ring: dict[int, deque] = {}
+        self._ring_dropped: dict[int, int] = {}
+        self._proc: dict[int, tuple[ProcInfo | None, ProcInfo | None]] = {}
+        self._rows: dict[int, tuple[tuple, FlowRow]] = {}
+        self._total = RateBins(maxlen=8)
+        self._done = False
+        self._error: str | None = None
+        self._wall0 = 0.0
+        self._ts0: int | None = None
+        self._seq = 0
+        self._detail: FlowDetail | None = None
+        self._new_flows = False
+
+    # ---- thread control ---------------------------------------------------------------
+    def start(self) -> Monitor:
+        self._wall0 = time.monotonic()
+        self.capture.start()
+        if self.procmap is not None:
+            self.procmap.start()
+        self._thread = threading.Thread(target=self._run, name="tcpwatch-monitor",
+                                        daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop the capture (reaping tshark/dumpcap) and the threads; idempotent."""
+        self._stop.set()
+        self._poke.set()
+        self.capture.stop()
+        if self.procmap is not None:
+            self.procmap.stop()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+            self._thread = None
+
+    def poke(self) -> None:
+        """The view or focus changed: publish a snapshot now rather than at the next tick."""
+        self._poke.set()
+
+    # ---- the loop ---------------------------------------------------------------------
+    def _run(self) -> None:
+        next_snap = time.monotonic()
+        try:
+            for batch in self.capture.batches(timeout=self.period / 2):
+                if batch:
+                    self._ingest(batch)
+                now = time.monotonic()
+                if now >= next_snap or self._poke.is_set():
+                    self._poke.clear()
+                    self._publish()
+                    next_snap = now + self.period
+                if self._stop.is_set():
+                    return
+        except BaseException as e:  # noqa: BLE001 - shown in the header; flows are kept
+            self._error = getattr(e, "message", None) or str(e) or e.__class__.__name__
+        self._done = True
+        st = self.capture.stats
+        if st.error and not self._error:
+            self._error = f"capture damaged at {st.stopped_at}: {st.error}"
+        # the capture is over: keep answering view changes until stopped
+        while not self._stop.is_set():
+            self._publish()
+            self._poke.wait(self.period)
+            self._poke.clear()
+
+    def _ingest(self, batch: list[PacketRecord]) -> None:
+        if self.mode == "replay":
+            self._ingest_paced(batch)
+            return
+        feed = self.table.feed
+        rates, ring, total = self._rates, self._ring, self._total
+        keep = self.keep_packets
+        for r in batch:
+            fl, d, _m = feed(r)
+            fid = fl.id
+            rb = rates.get(fid)
+            if rb is None:
+                rb = rates[fid] = (RateBins(), RateBins())
+                ring[fid] = deque(maxlen=keep)
+                self._new_flows = True
+            rb[d].add(r.ts, r.flen)
+            q = ring[fid]
+            if len(q) == keep:
+                self._ring_dropped[fid] = self._ring_dropped.get(fid, 0) + 1
+            q.append(r)
+            total.add(r.ts, r.flen)
+
+    def _ingest_paced(self, batch: list[PacketRecord]) -> None:
+        """--replay: hand packets over in capture time, scaled by speed."""
+        i = 0
+        while i < len(batch):
+            if self._ts0 is None:
+                self._ts0 = batch[0].ts
+                self._wall0 = time.monotonic()
+            now_cap = self._replay_now()
+            j = i
+            while j < len(batch) and batch[j].ts <= now_cap:
+                j += 1
+            if j > i:
+                mode, self.mode = self.mode, "file"
+                try:
+                    self._ingest(batch[i:j])
+                finally:
+                    self.mode = mode
+                i = j
+                continue
+            wait = (batch[i].ts - now_cap) / 1e9 / self.speed
+            if self._stop.wait(min(wait, self.period)):
+                return
+            if self._poke.is_set() or time.monotonic() - self._last_pub >= self.period:
+                self._poke.clear()
+                self._publish()
+
+    _last_pub = 0.0
+
+    def _replay_now(self) -> int:
+        if self._ts0 is None:
+            return 0
+        return self._ts0 + int((time.monotonic() - self._wall0) * self.speed * 1e9)
+
+    # ---- snapshots ----------------------------------------------------------------------
+    def _now_ns(self) -> int:
+        t = self.table
+        if self.mode == "live":
+            return max(t.last_ts, time.time_ns())
+        if self.mode == "replay" and not self._done:
+            return max(t.last_ts, self._replay_now())
+        return t.last_ts
+
+    def _procs_for(self, fl: Flow) -> tuple[ProcInfo | None, ProcInfo | None]:
+        """Sticky: once a side is matched it keeps its process (flows outlive sockets)."""
+        have = self._proc.get(fl.id)
+        if have is not None and have[0] is not None and have[1] is not None:
+            return have
+        pm = self.procmap
+        if pm is None:
+            return (None, None)
+        (ca, cp), (sa, sp) = fl.client, fl.server
+        ca_s, sa_s = fmt_addr(ca), fmt_addr(sa)
+        c = have[0] if have and have[0] is not None else pm.lookup(ca_s, cp, sa_s, sp)
+        s = have[1] if have and have[1] is not None else pm.lookup(sa_s, sp, ca_s, cp)
+        got = (c, s)
+        self._proc[fl.id] = got
+        return got
+
+    def _row(self, fl: Flow, now: int) -> FlowRow:
+        c2s, s2c = fl.dirs
+        cp, sp = self._procs_for(fl)
+        proc, side = (cp, "client") if cp is not None and cp.known else (
+            (sp, "server") if sp is not None and sp.known else (cp or sp, "client" if cp
+                                                                 else "server" if sp else ""))
+        main = c2s if c2s.unique_payload >= s2c.unique_payload else s2c
+        rb = self._rates.get(fl.id)
+        rate = rb[0].now(now)[0] + rb[1].now(now)[0] if rb is not None else 0.0
+        cc, sc = c2s.counts, s2c.counts
+        (ca, cport), (sa, sport) = fl.client, fl.server
+        irtt = fl.handshake.irtt_ns
+        return FlowRow(
+            id=fl.id, client=_endpoint(ca, cport, fl.ipv), server=_endpoint(sa, sport, fl.ipv),
+            caddr=fmt_addr(ca), cport=cport, saddr=fmt_addr(sa), sport=sport,
+            proc=proc, proc_side=side,
+            state=fl.life.conn_state(c2s.unique_payload, s2c.unique_payload),
+            closed=fl.closed, start=fl.first_ts / 1e9, last=fl.last_ts / 1e9,
+            irtt=None if irtt is None else irtt / 1e9, srtt=main.rtt.srtt,
+            up=c2s.unique_payload, down=s2c.unique_payload, rate=rate,
+            retx=cc["retransmission"] + cc["ooo_resent"] + sc["retransmission"]
+            + sc["ooo_resent"],
+            zwin=(c2s.zero_window_time(fl.last_ts) + s2c.zero_window_time(fl.last_ts)) / 1e9,
+            badges=flow_badges(fl), packets=c2s.packets + s2c.packets)
+
+    def _stamp(self, fl: Flow) -> tuple:
+        """What a cached row depends on, besides time."""
+        return (fl.last_num, fl.closed, self._proc.get(fl.id))
+
+    def _rows_now(self, now: int) -> list[FlowRow]:
+        out = []
+        cache = self._rows
+        lingering = self.mode != "file"
+        # rates still moving, and a process may still be found (procmap refreshes every 1 s)
+        recent = now - 3_000_000_000
+        for fl in self.table.flows:
+            if lingering and fl.closed and now - fl.last_ts > self.linger_ns:
+                continue
+            hit = cache.get(fl.id)
+            if hit is not None and hit[0] == self._stamp(fl) and fl.last_ts < recent:
+                out.append(hit[1])
+                continue
+            row = self._row(fl, now)
+            cache[fl.id] = (self._stamp(fl), row)
+            out.append(row)
+        return out
+
+    def _publish(self) -> None:
+        t_start = time.perf_counter()
+        if self.procmap is not None and self._new_flows:
+            self._new_flows = False
+            self.procmap.poke()
+        save_err = self.capture.flush_saved()  # the drill-down dissects from this copy
+        now = self._now_ns()
+        view = self.view
+        rows = self._rows_now(now)
+        pred = compile_filter(view.filter)
+        if view.problems:
+            rows = [r for r in rows if r.badges]
+        if pred is not None:
+            rows = [r for r in rows if pred(r)]
+        key = SORT_KEYS.get(view.sort, SORT_KEYS["activity"])
+        nows = now / 1e9
+        rows.sort(key=lambda r: key(r, nows), reverse=view.reverse)
+        matched = len(rows)
+        shown = tuple(rows[: view.limit]) if view.limit else tuple(rows)
+        st = self.capture.stats
+        t = self.table
+        idle_ns = int(IDLE_S * 1e9)
+        active = sum(1 for f in t.active.values() if not f.closed and now - f.last_ts < idle_ns)
+        if self.mode == "live":
+            elapsed = time.monotonic() - self._wall0
+        elif t.first_ts is None:
+            elapsed = 0.0
+        else:
+            elapsed = (now - t.first_ts) / 1e9
+        bps, pps = self._total.now(now)
+        self._seq += 1
+        snap = Snapshot(
+            seq=self._seq, source=self.capture.source, engine=self.capture.engine,
+            mode=self.mode, packets=st.packets, tcp=st.tcp, bytes=st.bytes,
+            dropped=st.dropped, pps=pps, bps=bps, flows_total=len(t.flows),
+            flows_active=active, elapsed=elapsed, now=nows, rows=shown, matched=matched,
+            hidden=matched - len(shown), view=view, done=self._done, error=self._error,
+            saved=self.saved, detail=self._detail_for(self.focus, now),
+            procmap=self.procmap is not None,
+            notes=(save_err,) if save_err else ())
+        self.latest = snap
+        self._last_pub = time.monotonic()
+        self.snapshots += 1
+        self.build_seconds += time.perf_counter() - t_start
+
+    def _detail_for(self, fid: int | None, now: int) -> FlowDetail | None:
+        if fid is None or fid >= len(self.table.flows):
+            return None
+        fl = self.table.flows[fid]
+        old = self._detail
+        if old is not None and old.id == fid and old.version == fl.last_num and \
+                not (fl.dirs[0].zw_start or fl.dirs[1].zw_start):
+            return old
+        self._detail = d = self._build_detail(fl, now)
+        return d
+
+    def _throughput(self, fl: Flow, ring) -> tuple[tuple, float]:
+        """Frame bytes/s per direction over time. When every packet of the flow is still in
+        its ring and it lasted under a minute, bins are sized for ~40 points (1-2-5 steps,
+        >= 100 us); otherwise the 1 s bins of rate.py."""
+        t0 = fl.first_ts
+        span = fl.last_ts - t0
+        if not self._ring_dropped.get(fl.id) and ring and span < 60_000_000_000:
+            width = 100_000  # ns
+            while width * 40 < span:
+                for step in (2, 5 / 2, 2):
+                    width = int(width * step)
+                    if width * 40 >= span:
+                        break
+            nbins = span // width + 1
+            acc = [[0] * nbins, [0] * nbins]
+            for r in ring:
+                d = 0 if (r.src, r.sport) == fl.client else 1
+                acc[d][(r.ts - t0) // width] += r.flen
+            scale = 1e9 / width
+            return tuple(tuple((i * width / 1e9, b * scale) for i, b in enumerate(a))
+                         for a in acc), width / 1e9
+        rb = self._rates.get(fl.id)
+        if rb is None:
+            return ((), ()), 1.0
+        return tuple(tuple((sec - t0 / 1e9, by) for sec, by in b.series()) for b in rb), 1.0
+
+    def _build_detail(self, fl: Flow, now: int) -> FlowDetail:
+        t0 = fl.first_ts
+
+        def rel(ts: int) -> float:
+            return (ts - t0) / 1e9
+
+        dirs = fl.dirs
+        rtt = tuple(tuple((rel(ts), r, s) for ts, r, s in d.rtt.series) for d in dirs)
+        window = tuple(tuple((rel(ts), w) for ts, w in d.series) for d in dirs)
+        flight = tuple(tuple((rel(ts), b) for ts, b in d.flight) for d in dirs)
+        ring = self._ring.get(fl.id, ())
+        thr, thr_bin = self._throughput(fl, ring)
+        evs = tuple((rel(ts), num, d, tuple(E.names(m))) for ts, num, d, m in fl.events)
+        base = (dirs[0].base_seq or 0, dirs[1].base_seq or 0)
+        pk = []
+        ev_by_num = {num: names for _t, num, _d, names in evs}
+        for r in ring:
+            d = 0 if (r.src, r.sport) == fl.client else 1
+            ack = (r.ack - base[1 - d]) & M32 if r.flags & 0x10 else 0
+            pk.append((r.num, rel(r.ts), d, flags_text(r.flags), (r.seq - base[d]) & M32, ack,
+                       r.plen, r.win, ev_by_num.get(r.num, ()), describe(r.payload)))
+        c, s = self._proc.get(fl.id, (None, None))
+        return FlowDetail(
+            id=fl.id, version=fl.last_num, summary=flow_summary(fl), client_proc=c,
+            server_proc=s, t0=t0 / 1e9, rtt=rtt, window=window, flight=flight,
+            throughput=thr, throughput_bin=thr_bin, events=evs, packets=tuple(pk),
+            packets_dropped=self._ring_dropped.get(fl.id, 0), badges=flow_badges(fl))

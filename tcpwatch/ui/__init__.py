@@ -1,0 +1,1 @@
+"""The Textual dashboard. Reads Monitor snapshots only; never touches the trackers."""

@@ -1,0 +1,283 @@
+"""The dashboard: a header, a filter box, the flow table and the footer. A timer polls the
+monitor's latest snapshot (at twice its publishing rate) and applies it by row key inside
+batch_update; the cursor stays on the same connection across updates."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from rich.text import Text
+from textual.app import App, ComposeResult, SystemCommand
+from textual.binding import Binding
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Input, Static
+
+from ..analysis.badges import BADGES, ERROR, WARN
+from ..monitor import SNAPSHOT_HZ, Monitor, Snapshot, ViewSpec
+from . import fmt
+from .help import COLUMNS, HelpScreen
+
+SORTABLE = [c[0] for c in COLUMNS]
+SEV_STYLE = {ERROR: "bold red", WARN: "yellow"}
+
+
+def badge_text(badges: tuple[str, ...], dim: bool = False) -> Text:
+    t = Text()
+    for i, b in enumerate(badges):
+        if i:
+            t.append(" ")
+        t.append(b, style=SEV_STYLE.get(BADGES[b][0], "dim"))
+    if dim:
+        t.stylize("dim")
+    return t
+
+
+def row_cells(r, now: float) -> tuple:
+    """The displayed cells of a FlowRow, in COLUMNS order (all Text or int: never markup)."""
+    dim = "dim" if r.closed else ""
+    age = (r.last if r.closed else now) - r.start
+    proc = NONE_T if r.proc is None else fmt.untrusted(
+        r.proc.name if r.proc.pid is None else f"{r.proc.name} ({r.proc.pid})", 40, dim)
+
+    def t(s: str, right: bool = False) -> Text:
+        return Text(s, style=dim, justify="right" if right else "left")
+
+    return (
+        r.id, proc, fmt.untrusted(r.client, 60, dim), fmt.untrusted(r.server, 60, dim),
+        t(r.state), t(fmt.dur(age), True), t(fmt.dur(r.irtt), True), t(fmt.dur(r.srtt), True),
+        t(fmt.size(r.up), True), t(fmt.size(r.down), True), t(fmt.rate(r.rate), True),
+        t(str(r.retx) if r.retx else "", True), t(fmt.dur(r.zwin) if r.zwin else "", True),
+        badge_text(r.badges, r.closed),
+    )
+
+
+NONE_T = Text(fmt.NONE, style="dim")
+
+
+class MainScreen(Screen):
+    BINDINGS = [
+        Binding("slash", "focus_filter", "Filter"),
+        Binding("p", "problems", "Problems"),
+        Binding("space", "pause", "Pause"),
+        Binding("s", "sort(1)", "Sort"),
+        Binding("S", "sort(-1)", "Sort back", show=False),
+        Binding("r", "reverse", "Reverse"),
+        Binding("escape", "leave_filter", "Table", show=False),
+    ]
+
+    def compose(self) -> ComposeResult:
+        yield Static(id="hdr")
+        yield Static(id="status")
+        yield Input(placeholder="filter: words, proc:NAME port:N addr:A state:SF badge:RTO "
+                                "!word  (Esc: back to the table)", id="filter")
+        table: DataTable = DataTable(id="flows", cursor_type="row", zebra_stripes=True)
+        for key, label, width, _help in COLUMNS:
+            table.add_column(label, key=key, width=width)
+        yield table
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#flows", DataTable).focus()
+
+    # ---- actions ----------------------------------------------------------------------
+    def action_focus_filter(self) -> None:
+        self.query_one("#filter", Input).focus()
+
+    def action_leave_filter(self) -> None:
+        self.query_one("#flows", DataTable).focus()
+
+    def action_problems(self) -> None:
+        self.app.set_view(problems=not self.app.monitor.view.problems)
+
+    def action_pause(self) -> None:
+        self.app.paused = not self.app.paused
+        self.app.apply(force=True)
+
+    def action_sort(self, step: int) -> None:
+        v = self.app.monitor.view
+        cur = SORTABLE.index(v.sort) if v.sort in SORTABLE else -1
+        nxt = SORTABLE[(cur + step) % len(SORTABLE)]
+        self.app.set_view(sort=nxt, reverse=nxt not in ("id", "proc", "client", "server",
+                                                         "state"))
+
+    def action_reverse(self) -> None:
+        self.app.set_view(reverse=not self.app.monitor.view.reverse)
+
+    # ---- events -----------------------------------------------------------------------
+    def on_input_changed(self, event: Input.Changed) -> None:
+        if event.input.id == "filter":
+            self.app.set_view(filter=event.value)
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        self.action_leave_filter()
+
+    def on_data_table_header_selected(self, event: DataTable.HeaderSelected) -> None:
+        key = event.column_key.value
+        v = self.app.monitor.view
+        if v.sort == key:
+            self.app.set_view(reverse=not v.reverse)
+        else:
+            self.app.set_view(sort=key, reverse=key not in ("id", "proc", "client", "server",
+                                                             "state"))
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        if event.data_table.id == "flows" and event.row_key.value is not None:
+            self.app.open_flow(int(event.row_key.value))
+
+    # ---- applying a snapshot ------------------------------------------------------------
+    def show(self, s: Snapshot, paused: bool) -> None:
+        hdr = self.query_one("#hdr", Static)
+        src = {"live": "live", "file": "file", "replay": "replay"}[s.mode]
+        t = Text()
+        t.append("tcpwatch ", style="bold")
+        t.append(f"{src} ")
+        t.append_text(fmt.untrusted(s.source, 60, "bold cyan"))
+        t.append(f" · {s.engine} · {fmt.count(s.packets)} pkts {fmt.size(s.bytes)} · "
+                 f"now {fmt.per_s(s.pps)} pkt/s {fmt.rate(s.bps)} · flows {s.flows_active} "
+                 f"active / {fmt.count(s.flows_total)} · dropped ")
+        t.append(fmt.count(s.dropped), style="bold red" if s.dropped else "")
+        t.append(f" · {fmt.dur(s.elapsed)}")
+        if s.mode != "live" and not s.done:
+            t.append(" · reading…", style="italic")
+        hdr.update(t)
+        st = Text()
+        v = s.view
+        arrow = "↓" if v.reverse else "↑"
+        label = dict((c[0], c[1]) for c in COLUMNS).get(v.sort, v.sort)
+        st.append(f"sort {label} {arrow}")
+        if v.filter:
+            st.append(" · filter ")
+            st.append_text(fmt.untrusted(v.filter, 60, "bold"))
+        if v.problems:
+            st.append(" · problems only", style="bold yellow")
+        if paused:
+            st.append(" · PAUSED (space resumes)", style="bold reverse")
+        st.append(f" · {fmt.count(len(s.rows))} shown")
+        if s.hidden:
+            st.append(f", {fmt.count(s.hidden)} more hidden (filter to narrow)", style="yellow")
+        if s.error:
+            st.append(" · ")
+            st.append_text(fmt.untrusted(s.error, 120, "bold red"))
+        hdr.refresh()
+        self.query_one("#status", Static).update(st)
+        if not paused:
+            self._apply_rows(s)
+
+    def _apply_rows(self, s: Snapshot) -> None:
+        table = self.query_one("#flows", DataTable)
+        cache: dict = self.app.row_cache
+        keep_key = None
+        if table.row_count:
+            try:
+                keep_key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key
+            except Exception:  # noqa: BLE001 - an empty or stale cursor
+                keep_key = None
+        wanted = {str(r.id): r for r in s.rows}
+        for key in [k for k in cache if k not in wanted]:
+            table.remove_row(key)
+            del cache[key]
+        cols = [c[0] for c in COLUMNS]
+        for key, r in wanted.items():
+            cells = row_cells(r, s.now)
+            old = cache.get(key)
+            if old is None:
+                table.add_row(*cells, key=key)
+            else:
+                for i, (a, b) in enumerate(zip(old, cells, strict=True)):
+                    if a != b:
+                        table.update_cell(key, cols[i], b)
+            cache[key] = cells
+        rank = {r.id: i for i, r in enumerate(s.rows)}
+        table.sort("id", key=lambda fid: rank.get(fid, 1 << 30))
+        if keep_key is not None and keep_key.value in wanted:
+            table.move_cursor(row=table.get_row_index(keep_key), animate=False)
+
+
+class TcpwatchApp(App):
+    TITLE = "tcpwatch"
+    CSS = """
+    #hdr { height: 1; background: $panel; }
+    #status { height: 1; color: $text-muted; }
+    #filter { height: 3; }
+    #flows { height: 1fr; }
+    """
+    BINDINGS = [
+        Binding("q", "quit", "Quit"),
+        Binding("ctrl+c", "quit", "Quit", show=False, priority=True),
+        Binding("f1", "help", "Help"),
+        Binding("question_mark", "help", "Help", show=False),
+    ]
+
+    def __init__(self, monitor: Monitor, start: bool = True) -> None:
+        super().__init__()
+        self.monitor = monitor
+        self.paused = False
+        self.row_cache: dict[str, tuple] = {}
+        self._applied = -1
+        self._start = start
+        self.applied_snapshots = 0
+
+    def on_mount(self) -> None:
+        self.push_screen(MainScreen())
+        if self._start:
+            self.monitor.start()
+        self.set_interval(1 / (2 * SNAPSHOT_HZ), self.apply)
+
+    def on_unmount(self) -> None:
+        self.monitor.stop()
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        yield SystemCommand("Help", "Explain every column, badge and key", self.action_help)
+        yield SystemCommand("Filter", "Focus the filter box", self._cmd("focus_filter"))
+        yield SystemCommand("Problems only", "Show only connections with a badge",
+                            self._cmd("problems"))
+        yield SystemCommand("Pause / resume", "Freeze the table; the capture goes on",
+                            self._cmd("pause"))
+        yield SystemCommand("Sort by next column", "Cycle the sort column",
+                            self._cmd("sort", 1))
+        yield SystemCommand("Reverse sort", "Flip the sort order", self._cmd("reverse"))
+
+    def _cmd(self, name: str, *args):
+        def run() -> None:
+            main = self._main()
+            if main is not None:
+                getattr(main, f"action_{name}")(*args)
+        return run
+
+    def _main(self) -> MainScreen | None:
+        for s in self.screen_stack:
+            if isinstance(s, MainScreen):
+                return s
+        return None
+
+    def action_help(self) -> None:
+        if not isinstance(self.screen, HelpScreen):
+            self.push_screen(HelpScreen())
+
+    def set_view(self, **changes) -> None:
+        v = self.monitor.view
+        fields = {k: getattr(v, k) for k in ("filter", "sort", "reverse", "problems", "limit")}
+        fields.update(changes)
+        self.monitor.view = ViewSpec(**fields)
+        self.monitor.poke()
+
+    def open_flow(self, fid: int) -> None:
+        from .flow_screen import FlowScreen
+        self.monitor.focus = fid
+        self.monitor.poke()
+        self.push_screen(FlowScreen(fid))
+
+    def apply(self, force: bool = False) -> None:
+        s = self.monitor.latest
+        if s is None or (s.seq == self._applied and not force):
+            return
+        self._applied = s.seq
+        self.applied_snapshots += 1
+        with self.batch_update():
+            main = self._main()
+            if main is not None and main.is_mounted:
+                main.show(s, self.paused)
+            from .flow_screen import FlowScreen
+            if isinstance(self.screen, FlowScreen):
+                self.screen.show(s)

@@ -1,0 +1,298 @@
+"""One connection in depth: overview (handshake, options, counters), plots (RTT, window and
+bytes in flight, throughput), the event timeline, and the packets with a packet's full
+Wireshark dissection (tshark via pyshark, in a worker thread)."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Grid, Vertical, VerticalScroll
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Static, TabbedContent, TabPane, Tree
+from textual_plotext import PlotextPlot
+
+from ..errors import UserError
+from ..monitor import FlowDetail, Snapshot
+from . import fmt
+from .app import badge_text
+
+DIRS = ("client → server", "server → client")
+ARROW = ("→", "←")
+
+
+def _on_off(v: bool) -> str:
+    return "yes" if v else "no"
+
+
+def overview_text(d: FlowDetail) -> Text:
+    s = d.summary
+    hs = s["handshake"]
+    t = Text()
+    t.append("Handshake", style="bold underline")
+    t.append("  (RFC 9293 3.5; times from the first packet)\n")
+    if hs["syn_time"] is None:
+        t.append("  no SYN captured: the connection started before the capture; roles "
+                 f"guessed ({s['roles_from']})\n")
+    else:
+        again = f"   ×{hs['syn_count']} (retransmitted)" if hs["syn_count"] > 1 else ""
+        t.append(f"  SYN       {fmt.dur(hs['syn_time']):>9}   client → server{again}\n")
+        if hs["rejected"]:
+            t.append("  RST                   server → client: connection refused\n",
+                     style="bold red")
+        if hs["synack_time"] is not None:
+            t.append(f"  SYN-ACK   {fmt.dur(hs['synack_time']):>9}   server → client\n")
+        if hs["ack_time"] is not None:
+            t.append(f"  ACK       {fmt.dur(hs['ack_time']):>9}   client → server\n")
+        t.append(f"  handshake RTT {fmt.dur(hs['irtt'])}: capture point ↔ server "
+                 f"{fmt.dur(hs['irtt_server_side'])}, capture point ↔ client "
+                 f"{fmt.dur(hs['irtt_client_side'])}\n")
+    t.append("\nOptions offered", style="bold underline")
+    t.append("  (MSS RFC 9293 3.7.1, window scale RFC 7323, SACK RFC 2018, timestamps)\n")
+    for side, key in (("client", "client_options"), ("server", "server_options")):
+        o = hs[key]
+        ws = o["window_scale"]
+        t.append(f"  {side:<7} MSS {o['mss'] or fmt.NONE:<6} window scale "
+                 f"{fmt.NONE if ws is None else f'{ws} (×{1 << ws})':<10} "
+                 f"SACK {_on_off(o['sack_permitted']):<4} timestamps "
+                 f"{_on_off(o['timestamps'])}\n")
+    t.append(f"\nState {s['state']}  history {s['history']}  duration "
+             f"{fmt.dur(s['duration'])}  frames {s['first_frame']}–{s['last_frame']}\n",
+             style="bold")
+    for i, key in enumerate(("c2s", "s2c")):
+        x = s[key]
+        r, w, rt = x["rtt"], x["window"], x["retransmissions"]
+        t.append(f"\n{DIRS[i]}", style="bold underline")
+        t.append(f"  packets {fmt.count(x['packets'])}, data {fmt.size(x['unique_payload_bytes'])}"
+                 f" (goodput {fmt.rate(x['goodput'])})\n")
+        t.append(f"  RTT      samples {r['samples']}  min {fmt.dur(r['min'])}  avg "
+                 f"{fmt.dur(r['avg'])}  max {fmt.dur(r['max'])}  SRTT {fmt.dur(r['srtt'])}  "
+                 f"RTO {fmt.dur(r['rto'])}\n")
+        t.append(f"  window   advertised by the {'server' if i == 0 else 'client'}: see "
+                 f"{DIRS[1 - i].split()[0]}'s window; this side's own: last "
+                 f"{fmt.size(w['last'])}  min {fmt.size(w['min'])}  max {fmt.size(w['max'])}"
+                 f"  scale {fmt.NONE if w['scale'] is None else w['scale']}\n")
+        t.append(f"  in flight max {fmt.size(x['in_flight']['max'])}  zero windows "
+                 f"{w['zero_window_events']} ({fmt.dur(w['zero_window_time'])})  probes "
+                 f"{w['zero_window_probes']}\n")
+        style = "bold red" if rt["total"] else ""
+        t.append(f"  retransmissions {rt['total']} (timeout {rt['rto']}, fast {rt['fast']}, "
+                 f"spurious {rt['spurious']})  dup ACKs sent {x['duplicate_acks']}  "
+                 f"out of order {x['out_of_order']}  not captured {x['lost_segments']}\n",
+                 style=style)
+    return t
+
+
+class FlowScreen(Screen):
+    BINDINGS = [
+        Binding("escape", "back", "Back"),
+        Binding("backspace", "back", "Back", show=False),
+        Binding("o", "tab('overview')", "Overview"),
+        Binding("g", "tab('plots')", "Plots"),
+        Binding("e", "tab('events')", "Events"),
+        Binding("k", "tab('packets')", "Packets"),
+    ]
+    DEFAULT_CSS = """
+    FlowScreen { overflow: hidden; }
+    FlowScreen #flowtitle { height: auto; max-height: 3; background: $panel; }
+    FlowScreen #tabs { height: 1fr; }
+    FlowScreen TabPane { height: 1fr; padding: 0; }
+    FlowScreen #plots { height: 1fr; }
+    FlowScreen #plots { grid-size: 2 2; }
+    FlowScreen PlotextPlot { height: 1fr; }
+    FlowScreen #pkts { height: 1fr; }
+    FlowScreen #dissection { height: 1fr; border-top: solid $primary; }
+    """
+
+    def __init__(self, fid: int) -> None:
+        super().__init__()
+        self.fid = fid
+        self.version = -1
+        self.packet_keys: set[str] = set()
+        self.saved: str | None = None
+        self.dissected: int | None = None
+        self.ready = False  # set once composed: snapshots before that wait for on_mount
+
+    def compose(self) -> ComposeResult:
+        yield Static(Text(f"connection {self.fid}: waiting for data…"), id="flowtitle")
+        with TabbedContent(initial="overview", id="tabs"):
+            with TabPane("Overview", id="overview"), VerticalScroll():
+                yield Static(id="ov")
+            with TabPane("Plots", id="plots"), Grid(id="plots"):
+                yield PlotextPlot(id="p_rtt")
+                yield PlotextPlot(id="p_win_c")
+                yield PlotextPlot(id="p_thr")
+                yield PlotextPlot(id="p_win_s")
+            with TabPane("Events", id="events"):
+                ev: DataTable = DataTable(id="ev", cursor_type="row", zebra_stripes=True)
+                ev.add_columns("time", "frame", "dir", "event")
+                yield ev
+            with TabPane("Packets", id="packets"), Vertical():
+                pk: DataTable = DataTable(id="pkts", cursor_type="row", zebra_stripes=True)
+                for label, key, w in (("frame", "num", 7), ("time", "t", 10), ("dir", "d", 3),
+                                      ("flags", "f", 6), ("seq", "seq", 10),
+                                      ("ack", "ack", 10), ("len", "len", 6),
+                                      ("win", "win", 6), ("analysis", "ev", 22),
+                                      ("info", "info", 50)):
+                    pk.add_column(label, key=key, width=w)
+                yield pk
+                yield Tree(Text("Enter on a packet: its full dissection (tshark)"),
+                           id="dissection")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.ready = True
+        s = self.app.monitor.latest
+        if s is not None and s.detail is not None and s.detail.id == self.fid:
+            self.show(s)
+
+    def action_back(self) -> None:
+        self.app.monitor.focus = None
+        self.app.pop_screen()
+
+    def action_tab(self, tab: str) -> None:
+        self.query_one("#tabs", TabbedContent).active = tab
+        tables = self.query_one(f"TabPane#{tab}").query(DataTable)
+        if tables:
+            tables.first().focus()
+
+    def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
+        tables = event.pane.query(DataTable)
+        if tables:
+            tables.first().focus()
+
+    # ---- snapshot ------------------------------------------------------------------------
+    def show(self, s: Snapshot) -> None:
+        d = s.detail
+        self.saved = s.saved
+        if not self.ready or d is None or d.id != self.fid or d.version == self.version:
+            return
+        self.version = d.version
+        sm = d.summary
+        title = Text()
+        title.append(f"connection {d.id}  ", style="bold")
+        title.append_text(fmt.untrusted(
+            f"{sm['client']['addr']}:{sm['client']['port']} → "
+            f"{sm['server']['addr']}:{sm['server']['port']}", 100))
+        for who, p in (("client", d.client_proc), ("server", d.server_proc)):
+            if p is not None:
+                title.append(f"  {who} ")
+                title.append_text(fmt.untrusted(
+                    p.name if p.pid is None else f"{p.name} ({p.pid}, {p.user or '?'})", 60,
+                    "bold cyan"))
+                if p.cmdline:
+                    title.append(" ")
+                    title.append_text(fmt.untrusted(p.cmdline, 80, "dim"))
+        title.append(f"  {sm['state']}  ")
+        title.append_text(badge_text(d.badges))
+        self.query_one("#flowtitle", Static).update(title)
+        self.query_one("#ov", Static).update(overview_text(d))
+        self._plots(d)
+        self._events(d)
+        self._packets(d)
+
+    def _plot(self, wid: str, title: str, ylabel: str, lines: list) -> None:
+        w = self.query_one(wid, PlotextPlot)
+        plt = w.plt
+        plt.clear_data()
+        plt.clear_figure()
+        plt.title(title)
+        plt.xlabel("seconds since the first packet")
+        plt.ylabel(ylabel)
+        drawn = False
+        for xs, ys, label in lines:
+            if xs:
+                plt.plot(list(xs), list(ys), label=label, marker="braille")
+                drawn = True
+        if not drawn:
+            plt.title(title + " (no samples)")
+        w.refresh()
+
+    def _plots(self, d: FlowDetail) -> None:
+        lines = []
+        for i in (0, 1):
+            ser = d.rtt[i]
+            if ser:
+                xs = [p[0] for p in ser]
+                lines.append((xs, [p[1] * 1e3 for p in ser], f"RTT {ARROW[i]}"))
+                lines.append((xs, [p[2] * 1e3 for p in ser], f"SRTT {ARROW[i]}"))
+        self._plot("#p_rtt", "RTT samples and SRTT (RFC 6298)", "ms", lines)
+        # data client->server is limited by the window the server advertises, and vice versa
+        for wid, sender, receiver, name in (("#p_win_c", 0, 1, "client → server"),
+                                             ("#p_win_s", 1, 0, "server → client")):
+            win, fl = d.window[receiver], d.flight[sender]
+            self._plot(wid, f"{name}: receiver's window vs bytes in flight", "KiB", [
+                ([p[0] for p in win], [p[1] / 1024 for p in win], "advertised window"),
+                ([p[0] for p in fl], [p[1] / 1024 for p in fl], "in flight")])
+        self._plot("#p_thr", f"throughput (frame bytes, {fmt.dur(d.throughput_bin)} bins)",
+                   "KiB/s", [
+            ([p[0] for p in d.throughput[i]], [p[1] / 1024 for p in d.throughput[i]],
+             DIRS[i]) for i in (0, 1)])
+
+    def _events(self, d: FlowDetail) -> None:
+        ev = self.query_one("#ev", DataTable)
+        ev.clear()
+        for t, num, di, names in d.events:
+            style = "bold red" if any("retrans" in n or n == "rst" or n == "zero_window"
+                                      for n in names) else ""
+            ev.add_row(Text(fmt.dur(t), justify="right"), num, ARROW[di],
+                       Text(", ".join(names), style=style), key=f"{num}:{names}")
+
+    def _packets(self, d: FlowDetail) -> None:
+        pk = self.query_one("#pkts", DataTable)
+        wanted = {str(p[0]): p for p in d.packets}
+        for key in [k for k in self.packet_keys if k not in wanted]:
+            pk.remove_row(key)
+            self.packet_keys.discard(key)
+        for key, p in wanted.items():
+            if key in self.packet_keys:
+                continue
+            num, t, di, flags, seq, ack, plen, win, evs, info = p
+            pk.add_row(num, Text(f"{t:.6f}", justify="right"), ARROW[di], flags, seq, ack,
+                       plen, win, Text(", ".join(evs), style="yellow" if evs else ""),
+                       fmt.untrusted(info, 200), key=key)
+            self.packet_keys.add(key)
+
+    # ---- dissection ------------------------------------------------------------------------
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        if event.data_table.id != "pkts" or event.row_key.value is None:
+            return
+        frame = int(event.row_key.value)
+        tree = self.query_one("#dissection", Tree)
+        tree.clear()
+        if self.saved is None or self.saved == "-":
+            tree.root.set_label(Text("no capture file to dissect from (standard input)"))
+            return
+        tree.root.set_label(Text(f"frame {frame}: asking tshark…"))
+        self.dissect(self.saved, frame)
+
+    @work(thread=True, exclusive=True, group="dissect")
+    def dissect(self, path: str, frame: int) -> None:
+        from ..capture.dissect import dissect
+        self.app.monitor.capture.flush_saved()
+        try:
+            lines = dissect(path, frame)
+            err = None
+        except UserError as e:
+            lines, err = [], e.message
+        self.app.call_from_thread(self._show_dissection, frame, lines, err)
+
+    def _show_dissection(self, frame: int, lines: list, err: str | None) -> None:
+        tree = self.query_one("#dissection", Tree)
+        tree.clear()
+        if err is not None:
+            tree.root.set_label(fmt.untrusted(err, 200, "red"))
+            return
+        tree.root.set_label(Text(f"frame {frame} (Wireshark dissection)", style="bold"))
+        stack = [tree.root]
+        for i, (depth, text) in enumerate(lines):
+            del stack[depth + 1:]
+            parent = stack[min(depth, len(stack) - 1)]
+            label = fmt.untrusted(text, 300, "bold" if depth == 0 else "")
+            if i + 1 < len(lines) and lines[i + 1][0] > depth:
+                stack.append(parent.add(label, expand=depth == 0))
+            else:
+                parent.add_leaf(label)
+        tree.root.expand()
+        self.dissected = frame

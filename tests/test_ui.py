@@ -1,0 +1,360 @@
+"""The dashboard, piloted with Textual's App.run_test(): real captures (the bundled demo and
+the shared public ones), the real monitor thread, tshark for the dissection."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import struct
+
+import psutil
+import pytest
+from builders import ether, ipv4, pcap_file, tcp_header
+from conftest import NEED_SHARED, NEED_TSHARK
+from oracle import SHARED
+from rich.text import Text
+from textual.widgets import DataTable, Input, Tree
+
+from tcpwatch.capture.record import ACK, PSH, SYN
+from tcpwatch.capture.session import Capture
+from tcpwatch.cli import demo_capture
+from tcpwatch.monitor import Monitor
+from tcpwatch.ui.app import MainScreen, TcpwatchApp
+from tcpwatch.ui.flow_screen import FlowScreen
+from tcpwatch.ui.help import HelpScreen
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def make_app(path: str) -> TcpwatchApp:
+    return TcpwatchApp(Monitor(Capture("fast", file=path)))
+
+
+async def loaded(app: TcpwatchApp, pilot) -> None:
+    """Wait until the file is read and its last snapshot is on screen (no sleeps to guess)."""
+    for _ in range(300):
+        s = app.monitor.latest
+        if s is not None and s.done and app._applied == s.seq:
+            return
+        await pilot.pause(0.05)
+    raise AssertionError("capture never finished loading")
+
+
+async def settle(app: TcpwatchApp, pilot) -> None:
+    """After a view change: wait for a snapshot built with the app's current view."""
+    for _ in range(200):
+        s = app.monitor.latest
+        if s is not None and s.view == app.monitor.view and app._applied == s.seq:
+            return
+        await pilot.pause(0.05)
+    raise AssertionError("view change never applied")
+
+
+def table_ids(app: TcpwatchApp) -> list[int]:
+    t = app.screen.query_one("#flows", DataTable)
+    return [int(t.coordinate_to_cell_key((i, 0)).row_key.value) for i in range(t.row_count)]
+
+
+def tshark_children() -> list[str]:
+    me = psutil.Process()
+    return [p.name() for p in me.children(recursive=True)
+            if p.name() in ("tshark", "dumpcap")]
+
+
+# ---- the bundled demo capture ---------------------------------------------------------------
+def test_demo_table_shows_every_connection_with_its_problems():
+    async def run():
+        app = make_app(demo_capture())
+        async with app.run_test(size=(180, 40)) as pilot:
+            await loaded(app, pilot)
+            t = app.screen.query_one("#flows", DataTable)
+            assert t.row_count == 12
+            rows = {r.id: r for r in app.monitor.latest.rows}
+            # ground truth from tests/lab/record_demo.py: port 8084 refused, 8082 stalled
+            # on a zero window of ~1.45 s, 8083 lost segments to an nftables drop rule
+            assert rows[11].badges == ("REJ",) and rows[11].state == "REJ"
+            assert "ZWIN" in rows[9].badges and 1.4 < rows[9].zwin < 1.5
+            assert "RETX" in rows[10].badges and rows[10].retx == 8
+            cell = t.get_cell("9", "badges")
+            assert isinstance(cell, Text) and "ZWIN" in cell.plain
+            # closed connections stay listed, dimmed
+            assert "dim" in str(t.get_cell("0", "state").style)
+    asyncio.run(run())
+
+
+def test_demo_drill_down_plots_events_and_back():
+    async def run():
+        app = make_app(demo_capture())
+        async with app.run_test(size=(180, 45)) as pilot:
+            await loaded(app, pilot)
+            await pilot.press("slash")
+            await pilot.press(*"port:8082")
+            await pilot.press("enter")
+            await settle(app, pilot)
+            assert table_ids(app) == [9]
+            await pilot.press("enter")
+            assert isinstance(app.screen, FlowScreen)
+            for _ in range(100):
+                if app.screen.version >= 0:
+                    break
+                await pilot.pause(0.05)
+            ov = str(app.screen.query_one("#ov").render())
+            assert "Handshake" in ov and "window scale" in ov and "zero windows 1" in ov
+            await pilot.press("e")
+            ev = app.screen.query_one("#ev", DataTable)
+            kinds = " ".join(str(ev.get_row_at(i)[3]) for i in range(ev.row_count))
+            assert "zero_window" in kinds and "syn" in kinds and "fin" in kinds
+            await pilot.press("g")
+            plot = app.screen.query_one("#p_win_s")
+            assert plot.plt is not None
+            await pilot.press("escape")
+            assert isinstance(app.screen, MainScreen)
+            assert app.monitor.focus is None
+            await pilot.press("q")
+        assert not tshark_children()
+    asyncio.run(run())
+
+
+def test_help_explains_every_column_and_badge():
+    from tcpwatch.analysis.badges import BADGES
+    from tcpwatch.ui.help import COLUMNS, help_markdown
+    md = help_markdown()
+    for _key, label, _w, text in COLUMNS:
+        assert f"**{label}**" in md and len(text) > 20
+    for tag in BADGES:
+        assert f"**{tag}**" in md
+
+    async def run():
+        app = make_app(demo_capture())
+        async with app.run_test(size=(150, 40)) as pilot:
+            await pilot.press("f1")
+            assert isinstance(app.screen, HelpScreen)
+            await pilot.press("escape")
+            await pilot.press("question_mark")
+            assert isinstance(app.screen, HelpScreen)
+            await pilot.press("escape")
+            assert isinstance(app.screen, MainScreen)
+            titles = [c.title for c in app.get_system_commands(app.screen)]
+            for want in ("Help", "Filter", "Problems only", "Pause / resume", "Reverse sort"):
+                assert want in titles
+    asyncio.run(run())
+
+
+def test_every_binding_is_described():
+    for cls in (TcpwatchApp, MainScreen, FlowScreen, HelpScreen):
+        for b in cls.BINDINGS:
+            assert b.description, (cls.__name__, b.key)
+
+
+# ---- the shared public captures ------------------------------------------------------
+ECHO = os.path.join(SHARED, "echo-connections.pcap")
+
+
+@NEED_SHARED
+@NEED_TSHARK
+def test_pilot_sort_filter_problems_drill_dissect_quit():
+    async def run():
+        app = make_app(ECHO)
+        async with app.run_test(size=(180, 45)) as pilot:
+            await loaded(app, pilot)
+            s = app.monitor.latest
+            assert s.flows_total == 500 and len(s.rows) == 500 and s.hidden == 0
+            # sort by retransmissions (click the header): raw counts, descending
+            await pilot.click("#flows", offset=(150, 0))
+            await settle(app, pilot)
+            if app.monitor.view.sort != "retx":
+                app.set_view(sort="retx", reverse=True)
+                await settle(app, pilot)
+            retx = [r.retx for r in app.monitor.latest.rows]
+            assert retx == sorted(retx, reverse=True) and retx[0] > 0
+            # sort by bytes: numeric order, not the displayed text ("9 KiB" < "10 B" as text)
+            app.set_view(sort="down", reverse=True)
+            await settle(app, pilot)
+            down = [r.down for r in app.monitor.latest.rows]
+            assert down == sorted(down, reverse=True)
+            # problems only: exactly the connections with a badge
+            await pilot.press("p")
+            await settle(app, pilot)
+            rows = app.monitor.latest.rows
+            assert rows and all(r.badges for r in rows)
+            assert len(rows) == sum(1 for r in s.rows if r.badges)
+            await pilot.press("p")
+            # the filter box: one port
+            port = s.rows[0].cport
+            await pilot.press("slash", *f"port:{port}", "enter")
+            await settle(app, pilot)
+            assert {r.id for r in app.monitor.latest.rows} == {
+                r.id for r in s.rows if port in (r.cport, r.sport)}
+            # pause: the table stops moving, the header does not
+            await pilot.press("space")
+            assert app.paused
+            before = table_ids(app)
+            app.set_view(filter="")
+            await pilot.pause(0.6)
+            assert table_ids(app) == before
+            await pilot.press("space")
+            await settle(app, pilot)
+            assert len(table_ids(app)) == 500
+            # the cursor stays on its connection across updates
+            t = app.screen.query_one("#flows", DataTable)
+            t.move_cursor(row=7)
+            chosen = table_ids(app)[7]
+            app.set_view(sort="id", reverse=False)
+            await settle(app, pilot)
+            assert table_ids(app)[t.cursor_row] == chosen
+            # drill down, packets tab, dissect a packet
+            await pilot.press("enter")
+            assert isinstance(app.screen, FlowScreen) and app.screen.fid == chosen
+            await pilot.press("k")
+            pk = app.screen.query_one("#pkts", DataTable)
+            for _ in range(100):
+                if pk.row_count:
+                    break
+                await pilot.pause(0.05)
+            assert pk.row_count > 3
+            pk.focus()
+            pk.move_cursor(row=2)
+            frame = int(pk.coordinate_to_cell_key((2, 0)).row_key.value)
+            await pilot.press("enter")
+            await app.workers.wait_for_complete()
+            await pilot.pause(0.1)
+            tree = app.screen.query_one("#dissection", Tree)
+            labels = []
+
+            def walk(node):
+                labels.append(str(node.label))
+                for c in node.children:
+                    walk(c)
+            walk(tree.root)
+            text = "\n".join(labels)
+            assert f"Frame Number: {frame}" in text
+            assert "Transmission Control Protocol" in text and "Sequence Number" in text
+            await pilot.press("escape")
+            assert isinstance(app.screen, MainScreen)
+            await pilot.press("q")
+        assert not tshark_children()
+    asyncio.run(run())
+
+
+@NEED_SHARED
+def test_many_flows_are_cut_to_the_top_n_and_counted():
+    async def run():
+        mon = Monitor(Capture("fast", file=ECHO))
+        app = TcpwatchApp(mon)
+        async with app.run_test(size=(180, 40)) as pilot:
+            app.set_view(limit=100)
+            await loaded(app, pilot)
+            await settle(app, pilot)
+            s = mon.latest
+            assert len(s.rows) == 100 and s.hidden == 400 and s.matched == 500
+            assert app.screen.query_one("#flows", DataTable).row_count == 100
+            assert "400 more hidden" in str(app.screen.query_one("#status").render())
+    asyncio.run(run())
+
+
+# ---- terminal safety -----------------------------------------------------------------
+EVIL_PATH = "/\x1b[31m[bold red]pwned[/bold red]\x1b]0;owned\x07[link=http://x]y[/link]"
+EVIL_SNI = "\x1b[2J[blink]sni[/blink].example"
+
+
+def client_hello(sni: str) -> bytes:
+    name = sni.encode("latin-1")
+    ext = struct.pack("!HHHBH", 0, len(name) + 5, len(name) + 3, 0, len(name)) + name
+    body = (b"\x03\x03" + b"\x11" * 32 + b"\x00" + b"\x00\x02\x13\x01" + b"\x01\x00"
+            + struct.pack("!H", len(ext)) + ext)
+    hs = b"\x01" + len(body).to_bytes(3, "big") + body
+    return b"\x16\x03\x01" + struct.pack("!H", len(hs)) + hs
+
+
+def evil_capture(path) -> None:
+    frames = []
+    for sport, dport, payload in ((40000, 80, f"GET {EVIL_PATH} HTTP/1.1\r\nHost: x\r\n\r\n"
+                                   .encode("latin-1")), (40001, 443, client_hello(EVIL_SNI))):
+        def seg(c2s, seq, ack, flags, data=b"", sport=sport, dport=dport):
+            src, dst = ("10.0.0.1", "10.0.0.2") if c2s else ("10.0.0.2", "10.0.0.1")
+            sp, dp = (sport, dport) if c2s else (dport, sport)
+            return ether(ipv4(tcp_header(sp, dp, seq, ack, flags) + data, src, dst))
+        frames += [seg(True, 100, 0, SYN), seg(False, 500, 101, SYN | ACK),
+                   seg(True, 101, 501, ACK), seg(True, 101, 501, ACK | PSH, payload)]
+    path.write_bytes(pcap_file(frames))
+
+
+@NEED_TSHARK
+def test_hostile_http_path_and_sni_are_shown_inert(tmp_path):
+    cap = tmp_path / "evil.pcap"
+    evil_capture(cap)
+
+    async def run():
+        app = make_app(str(cap))
+        async with app.run_test(size=(200, 50)) as pilot:
+            await loaded(app, pilot)
+            seen = []
+            for fid in (0, 1):
+                app.open_flow(fid)
+                await pilot.pause(0.2)
+                for _ in range(100):
+                    if app.screen.version >= 0:
+                        break
+                    await pilot.pause(0.05)
+                await pilot.press("k")
+                pk = app.screen.query_one("#pkts", DataTable)
+                info = pk.get_cell(str(4 + 4 * fid), "info")
+                assert isinstance(info, Text)
+                seen.append(info.plain)
+                pk.move_cursor(row=3)
+                await pilot.press("enter")
+                await app.workers.wait_for_complete()
+                await pilot.pause(0.1)
+                tree = app.screen.query_one("#dissection", Tree)
+                labels = []
+
+                def walk(node, labels=labels):
+                    labels.append(node.label)
+                    for c in node.children:
+                        walk(c)
+                walk(tree.root)
+                assert all(isinstance(lb, Text) for lb in labels)
+                text = "\n".join(lb.plain for lb in labels)
+                assert "\x1b" not in text and "\x07" not in text
+                seen.append(text)
+                svg = app.export_screenshot()
+                assert "\x1b" not in svg
+                await pilot.press("escape")
+            http_info, http_tree, tls_info, tls_tree = seen
+            # the escape bytes are shown as text, the markup as literal brackets
+            assert "\\x1b[31m[bold red]pwned[/bold red]\\x1b]0;owned\\x07" in http_info
+            assert "[link=http://x]y[/link]" in http_info
+            assert "[bold red]pwned" in http_tree
+            assert "\\x1b[2J[blink]sni[/blink].example" in tls_info
+            assert "[blink]sni[/blink].example" in tls_tree
+    asyncio.run(run())
+
+
+def test_process_names_are_inert():
+    from tcpwatch.monitor import FlowRow
+    from tcpwatch.procmap import ProcInfo
+    from tcpwatch.ui.app import row_cells
+    evil = ProcInfo(66, "\x1b]0;x\x07[bold]nginx", "root", "nginx -g \x1b[2J", 1.0)
+    row = FlowRow(id=1, client="a:1", server="b:2", caddr="a", cport=1, saddr="b", sport=2,
+                  proc=evil, proc_side="client", state="S1", closed=False, start=0, last=1,
+                  irtt=None, srtt=None, up=0, down=0, rate=0, retx=0, zwin=0, badges=(),
+                  packets=1)
+    cells = row_cells(row, 2.0)
+    assert isinstance(cells[1], Text)
+    assert cells[1].plain == "\\x1b]0;x\\x07[bold]nginx (66)"
+    assert not cells[1].spans  # the brackets were not parsed as markup
+
+
+def test_filter_box_accepts_markup_and_escapes_without_harm():
+    async def run():
+        app = make_app(demo_capture())
+        async with app.run_test(size=(150, 40)) as pilot:
+            await loaded(app, pilot)
+            app.screen.query_one("#filter", Input).value = "[bold]x\x1b[2J"
+            await pilot.pause(0.1)
+            assert app.monitor.view.filter == "[bold]x\x1b[2J"
+            await settle(app, pilot)
+            status = app.screen.query_one("#status").render()
+            assert "[bold]x\\x1b[2J" in str(status)
+            assert app.screen.query_one("#flows", DataTable).row_count == 0
+    asyncio.run(run())
