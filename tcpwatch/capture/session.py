@@ -41,6 +41,8 @@ class Capture:
         self._stop = threading.Event()
         self._on_close: list = []  # engine hooks that end a blocked read (kill tshark)
         self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self._pending: list[PacketRecord] = []
         self.started = 0.0
 
     @property
@@ -70,16 +72,28 @@ class Capture:
         return None
 
     def _run(self) -> None:
-        batch: list[PacketRecord] = []
+        # live: records wait in _pending (under _lock) so that a quiet link still hands over
+        # what it has; the consumer takes them after 50 ms without a full batch
+        live = self.iface is not None
+        lock = self._lock
+        batch: list[PacketRecord] = self._pending
         deadline = None if self.duration is None else time.monotonic() + self.duration
         try:
             n = 0
             for rec in self._records():
-                batch.append(rec)
+                if live:
+                    with lock:
+                        batch = self._pending
+                        batch.append(rec)
+                        if len(batch) >= BATCH:
+                            self._pending = []
+                            self._put(batch)
+                else:
+                    batch.append(rec)
+                    if len(batch) >= BATCH:
+                        self._put(batch)
+                        batch = []
                 n += 1
-                if len(batch) >= BATCH:
-                    self._put(batch)
-                    batch = []
                 if self.count is not None and self.stats.packets >= self.count:
                     break
                 if deadline is not None and n % 64 == 0 and time.monotonic() >= deadline:
@@ -89,9 +103,17 @@ class Capture:
         except BaseException as e:  # handed to the consumer, raised there
             self.error = e
         finally:
-            if batch:
-                self._put(batch)
-            self._put(_END)
+            with lock:
+                rest = self._pending if live else batch
+                self._pending = []
+                if rest:
+                    self._put(rest)
+                self._put(_END)
+
+    def _take_pending(self) -> list[PacketRecord]:
+        with self._lock:
+            items, self._pending = self._pending, []
+        return items
 
     def _put(self, item: object) -> None:
         while True:
@@ -116,11 +138,23 @@ class Capture:
 
     def batches(self, timeout: float | None = None) -> Iterator[list[PacketRecord]]:
         """Yield batches until the capture ends; re-raise its error at the end."""
+        live = self.iface is not None
+        wait = timeout if not live else (0.05 if timeout is None else min(timeout, 0.05))
+        quiet = 0.0
         while True:
             try:
-                item = self._q.get(timeout=timeout)
+                item = self._q.get(timeout=wait)
             except queue.Empty:
-                yield []
+                items = self._take_pending() if live else []
+                if items or timeout is None:
+                    quiet = 0.0
+                    if items:
+                        yield items
+                    continue
+                quiet += wait
+                if quiet >= timeout:
+                    quiet = 0.0
+                    yield []
                 continue
             if item is _END:
                 break
