@@ -1,0 +1,65 @@
+"""SVG snapshots of the main screens on real captures (pytest-textual-snapshot; Textual and
+plotext versions pinned in pyproject.toml). Update after a deliberate UI change with
+`pytest tests/test_snapshots.py --snapshot-update`, and look at the report it writes."""
+
+from __future__ import annotations
+
+import pytest
+
+from tcpwatch.capture.session import Capture
+from tcpwatch.cli import demo_capture
+from tcpwatch.monitor import Monitor
+from tcpwatch.ui.app import TcpwatchApp
+
+pytestmark = pytest.mark.timeout(120)
+SIZE = (180, 42)
+
+
+def app_for(path: str) -> TcpwatchApp:
+    return TcpwatchApp(Monitor(Capture("fast", file=path)))
+
+
+async def wait_loaded(pilot) -> None:
+    app = pilot.app
+    for _ in range(300):
+        s = app.monitor.latest
+        if s is not None and s.done and app._applied == s.seq:
+            return
+        await pilot.pause(0.05)
+    raise AssertionError("capture never finished loading")
+
+
+def drill(fid: int, tab: str | None = None):
+    async def run(pilot) -> None:
+        await wait_loaded(pilot)
+        pilot.app.open_flow(fid)
+        for _ in range(200):
+            await pilot.pause(0.05)
+            scr = pilot.app.screen
+            if getattr(scr, "version", -1) >= 0:
+                break
+        if tab:
+            await pilot.press(tab)
+        await pilot.pause(0.2)
+    return run
+
+
+def test_snapshot_demo_flow_table(snap_compare):
+    assert snap_compare(app_for(demo_capture()), terminal_size=SIZE, run_before=wait_loaded)
+
+
+def test_snapshot_demo_zero_window_overview(snap_compare):
+    assert snap_compare(app_for(demo_capture()), terminal_size=SIZE, run_before=drill(9))
+
+
+def test_snapshot_demo_loss_plots(snap_compare):
+    assert snap_compare(app_for(demo_capture()), terminal_size=SIZE,
+                        run_before=drill(10, "g"))
+
+
+def test_snapshot_help(snap_compare):
+    async def run(pilot):
+        await wait_loaded(pilot)
+        await pilot.press("f1")
+        await pilot.pause(0.3)
+    assert snap_compare(app_for(demo_capture()), terminal_size=SIZE, run_before=run)
