@@ -30,8 +30,9 @@ SNAPSHOT_HZ = 2  # snapshots published per second (the UI polls at twice this ra
 PACKETS_PER_FLOW = 2000  # newest packets kept per flow for the drill-down's packet list
 LINGER_S = 30.0  # live: a closed connection stays listed (dimmed) this long, capture time
 IDLE_S = 60.0  # "active": not closed and a packet within this many seconds of capture time
-DEFAULT_LIMIT = 500  # rows sent to the table; the rest are counted as hidden
+DEFAULT_LIMIT = 200  # rows sent to the table; the rest are counted as hidden
 M32 = 0xFFFFFFFF
+RECENT_S = 3.0  # rows of connections active this recently are rebuilt at every snapshot
 
 
 @dataclass(frozen=True, slots=True)
@@ -242,9 +243,13 @@ class Monitor:
         self._ring: dict[int, deque] = {}
         self._ring_dropped: dict[int, int] = {}
         self._proc: dict[int, tuple[ProcInfo | None, ProcInfo | None]] = {}
-        self._rows: dict[int, tuple[tuple, FlowRow]] = {}
+        self._rows: dict[int, FlowRow] = {}  # flow id -> its current row
+        self._dirty: set[int] = set()  # flows that saw packets since the last snapshot
+        self._names: dict[int, tuple] = {}  # flow id -> its endpoints as text
+        self._recent: deque[set[int]] = deque(maxlen=max(1, int(RECENT_S * hz) + 1))
         self._total = RateBins(maxlen=8)
         self._done = False
+        self._final = False  # file mode: the rows were rebuilt after the end of the file
         self._error: str | None = None
         self._wall0 = 0.0
         self._ts0: int | None = None
@@ -311,6 +316,7 @@ class Monitor:
         feed = self.table.feed
         rates, ring, total = self._rates, self._ring, self._total
         keep = self.keep_packets
+        dirty = self._dirty
         for r in batch:
             fl, d, _m = feed(r)
             fid = fl.id
@@ -320,6 +326,7 @@ class Monitor:
                 ring[fid] = deque(maxlen=keep)
                 self._new_flows = True
             rb[d].add(r.ts, r.flen)
+            dirty.add(fid)
             q = ring[fid]
             if len(q) == keep:
                 self._ring_dropped[fid] = self._ring_dropped.get(fid, 0) + 1
@@ -394,11 +401,15 @@ class Monitor:
         rb = self._rates.get(fl.id)
         rate = rb[0].now(now)[0] + rb[1].now(now)[0] if rb is not None else 0.0
         cc, sc = c2s.counts, s2c.counts
-        (ca, cport), (sa, sport) = fl.client, fl.server
+        names = self._names.get(fl.id)
+        if names is None:
+            (ca, cport), (sa, sport) = fl.client, fl.server
+            names = self._names[fl.id] = (_endpoint(ca, cport, fl.ipv), _endpoint(
+                sa, sport, fl.ipv), fmt_addr(ca), cport, fmt_addr(sa), sport)
         irtt = fl.handshake.irtt_ns
         return FlowRow(
-            id=fl.id, client=_endpoint(ca, cport, fl.ipv), server=_endpoint(sa, sport, fl.ipv),
-            caddr=fmt_addr(ca), cport=cport, saddr=fmt_addr(sa), sport=sport,
+            id=fl.id, client=names[0], server=names[1], caddr=names[2], cport=names[3],
+            saddr=names[4], sport=names[5],
             proc=proc, proc_side=side,
             state=fl.life.conn_state(c2s.unique_payload, s2c.unique_payload),
             closed=fl.closed, start=fl.first_ts / 1e9, last=fl.last_ts / 1e9,
@@ -409,25 +420,31 @@ class Monitor:
             zwin=(c2s.zero_window_time(fl.last_ts) + s2c.zero_window_time(fl.last_ts)) / 1e9,
             badges=flow_badges(fl), packets=c2s.packets + s2c.packets)
 
-    def _stamp(self, fl: Flow) -> tuple:
-        """What a cached row depends on, besides time."""
-        return (fl.last_num, fl.closed, self._proc.get(fl.id))
-
     def _rows_now(self, now: int) -> list[FlowRow]:
-        out = []
+        """Rows of every listed connection. Only connections that saw packets in the last
+        RECENT_S of snapshots are rebuilt (their rate is still moving, and their process may
+        just have been found); the others keep their row object, which also tells the UI
+        that nothing changed."""
         cache = self._rows
-        lingering = self.mode != "file"
-        # rates still moving, and a process may still be found (procmap refreshes every 1 s)
-        recent = now - 3_000_000_000
-        for fl in self.table.flows:
-            if lingering and fl.closed and now - fl.last_ts > self.linger_ns:
+        touched, self._dirty = self._dirty, set()
+        flows = self.table.flows
+        if self.mode == "file":
+            # reading a file: capture time jumps ahead, so rebuild what changed, and every
+            # row once at the end (rates "now" are then those at the end of the capture)
+            if self._done and not self._final:
+                self._final = True
+                touched = range(len(flows))
+            for fid in touched:
+                cache[fid] = self._row(flows[fid], now)
+            return list(cache.values())
+        self._recent.append(touched)
+        for fid in set().union(*self._recent):
+            cache[fid] = self._row(flows[fid], now)
+        out = []
+        for fid, row in list(cache.items()):
+            if row.closed and now - int(row.last * 1e9) > self.linger_ns:
+                del cache[fid]  # lingered long enough: off the table
                 continue
-            hit = cache.get(fl.id)
-            if hit is not None and hit[0] == self._stamp(fl) and fl.last_ts < recent:
-                out.append(hit[1])
-                continue
-            row = self._row(fl, now)
-            cache[fl.id] = (self._stamp(fl), row)
             out.append(row)
         return out
 

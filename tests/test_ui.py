@@ -156,7 +156,9 @@ def test_pilot_sort_filter_problems_drill_dissect_quit():
     async def run():
         app = make_app(ECHO)
         async with app.run_test(size=(180, 45)) as pilot:
+            app.set_view(limit=1000)  # every connection (the default shows the top 200)
             await loaded(app, pilot)
+            await settle(app, pilot)
             s = app.monitor.latest
             assert s.flows_total == 500 and len(s.rows) == 500 and s.hidden == 0
             # sort by retransmissions (click the header): raw counts, descending

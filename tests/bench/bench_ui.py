@@ -1,0 +1,97 @@
+"""How the dashboard copes with many connections: builds a capture of N short HTTP-like
+connections (handshake, request, response, FIN both ways), loads it in the real app (pilot,
+real monitor thread) and measures snapshot build time, the UI's apply time and the latency
+from a key press (toggle problems-only, change sort) to the updated table.
+Usage: python tests/bench/bench_ui.py [N ...]   (default: 1000 10000 50000)"""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from builders import ether, ipv4, tcp_header  # noqa: E402
+
+from tcpwatch.capture.record import ACK, FIN, PSH, SYN  # noqa: E402
+from tcpwatch.capture.session import Capture  # noqa: E402
+from tcpwatch.monitor import Monitor  # noqa: E402
+from tcpwatch.ui.app import TcpwatchApp  # noqa: E402
+
+
+def build(n: int, path: str) -> int:
+    import struct
+    out = bytearray(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 262144, 1))
+    t = 1_700_000_000.0
+    count = 0
+    for i in range(n):
+        cport = 10000 + i % 50000
+        cip = f"10.{1 + i // 50000 % 200}.{i // 250 % 250}.{1 + i % 250}"
+        segs = [(True, 1000, 0, SYN, b""), (False, 5000, 1001, SYN | ACK, b""),
+                (True, 1001, 5001, ACK, b""), (True, 1001, 5001, ACK | PSH, b"GET / HTTP/1.1"
+                                                 b"\r\n\r\n"),
+                (False, 5001, 1019, ACK | PSH, b"HTTP/1.1 200 OK\r\n\r\n" + b"x" * 200),
+                (True, 1019, 5220, ACK | FIN, b""), (False, 5220, 1020, ACK | FIN, b""),
+                (True, 1020, 5221, ACK, b"")]
+        if i % 10 == 0:  # every tenth response is lost once: a retransmission
+            segs.insert(5, segs[4])
+        for c2s, seq, ack, flags, data in segs:
+            src, dst = (cip, "10.0.0.1") if c2s else ("10.0.0.1", cip)
+            sp, dp = (cport, 80) if c2s else (80, cport)
+            f = ether(ipv4(tcp_header(sp, dp, seq, ack, flags) + data, src, dst))
+            t += 0.0001
+            sec = int(t)
+            out += struct.pack("<IIII", sec, int((t - sec) * 1e6), len(f), len(f)) + f
+            count += 1
+    Path(path).write_bytes(out)
+    return count
+
+
+async def measure(path: str, n: int) -> dict:
+    mon = Monitor(Capture("fast", file=path))
+    app = TcpwatchApp(mon)
+    res = {}
+    async with app.run_test(size=(180, 45)) as pilot:
+        t0 = time.perf_counter()
+        while not (mon.latest and mon.latest.done and app._applied == mon.latest.seq):
+            await pilot.pause(0.02)
+        res["load_s"] = time.perf_counter() - t0
+        lat = []
+        for key in ("p", "p", "s", "s", "r", "p", "p"):
+            t1 = time.perf_counter()
+            await pilot.press(key)
+            while not (mon.latest.view == mon.view and app._applied == mon.latest.seq):
+                await pilot.pause(0.005)
+            lat.append(time.perf_counter() - t1)
+        res["key_to_table_ms_median"] = statistics.median(lat) * 1e3
+        res["key_to_table_ms_max"] = max(lat) * 1e3
+        res["snapshot_build_ms_avg"] = mon.build_seconds / mon.snapshots * 1e3
+        res["apply_ms_avg"] = app.apply_seconds / app.applied_snapshots * 1e3
+        res["rows_shown"] = len(mon.latest.rows)
+        res["hidden"] = mon.latest.hidden
+        await pilot.press("q")
+    return res
+
+
+def main() -> None:
+    sizes = [int(a) for a in sys.argv[1:]] or [1000, 10000, 50000]
+    with tempfile.TemporaryDirectory() as d:
+        for n in sizes:
+            path = f"{d}/flows{n}.pcap"
+            pk = build(n, path)
+            r = asyncio.run(measure(path, n))
+            print(f"{n:>7} connections ({pk} packets): loaded in {r['load_s']:.2f} s; "
+                  f"snapshot build {r['snapshot_build_ms_avg']:.1f} ms avg, UI apply "
+                  f"{r['apply_ms_avg']:.1f} ms avg; key -> updated "
+                  f"table median {r['key_to_table_ms_median']:.0f} ms, max "
+                  f"{r['key_to_table_ms_max']:.0f} ms; {r['rows_shown']} rows shown, "
+                  f"{r['hidden']} hidden")
+
+
+if __name__ == "__main__":
+    main()
