@@ -4,6 +4,7 @@ batch_update; the cursor stays on the same connection across updates."""
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterable
 
@@ -133,7 +134,9 @@ class MainScreen(Screen):
         t = Text()
         t.append("tcpwatch ", style="bold")
         t.append(f"{src} ")
-        t.append_text(fmt.untrusted(s.source, 60, "bold cyan"))
+        # a file by its name (the full path is what the user typed; the header stays short)
+        name = os.path.basename(s.source) if s.mode != "live" else s.source
+        t.append_text(fmt.untrusted(name, 60, "bold cyan"))
         t.append(f" · {s.engine} · {fmt.count(s.packets)} pkts {fmt.size(s.bytes)} · "
                  f"now {fmt.per_s(s.pps)} pkt/s {fmt.rate(s.bps)} · flows {s.flows_active} "
                  f"active / {fmt.count(s.flows_total)} · dropped ")
