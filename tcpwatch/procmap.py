@@ -19,6 +19,8 @@ from dataclasses import dataclass
 import psutil
 
 REFRESH_MIN_S = 1.0  # never walk the socket table more often than this
+# sockets the kernel keeps after their process let go (RFC 9293 3.3.2 states)
+_OWNERLESS = {psutil.CONN_TIME_WAIT, psutil.CONN_CLOSE, psutil.CONN_NONE}
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +115,8 @@ class ProcMap:
         for c in table:
             if not c.laddr:
                 continue
+            if c.pid is None and c.status in _OWNERLESS:
+                continue  # TIME_WAIT and friends belong to no process: not "unknown"
             info = UNKNOWN if c.pid is None else self._proc(c.pid)
             la = norm_addr(c.laddr.ip)
             if c.status == psutil.CONN_LISTEN:

@@ -167,3 +167,23 @@ def test_snapshot_cut_to_limit_counts_hidden():
         assert s.packets == 1693 and s.flows_total == 12
     finally:
         mon.stop()
+
+
+def test_time_wait_sockets_do_not_hide_the_server_process():
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen()
+    cli = socket.create_connection(srv.getsockname())
+    acc, _ = srv.accept()
+    caddr = cli.getsockname()
+    cli.close()  # the client closes first: its side goes to TIME_WAIT, owned by no process
+    acc.close()
+    time.sleep(0.1)
+    pm = ProcMap()
+    pm.refresh()
+    states = {c.status for c in psutil.net_connections("tcp") if c.laddr == caddr}
+    assert psutil.CONN_TIME_WAIT in states
+    assert pm.lookup(*caddr, *srv.getsockname()) is None  # not "?": nobody owns it
+    # the server side of that connection still maps, through the listener
+    assert pm.lookup(*srv.getsockname(), *caddr).pid == os.getpid()
+    srv.close()
