@@ -137,6 +137,10 @@ def test_help_explains_every_column_and_badge():
             titles = [c.title for c in app.get_system_commands(app.screen)]
             for want in ("Help", "Filter", "Problems only", "Pause / resume", "Reverse sort"):
                 assert want in titles
+            await pilot.press("slash")
+            await pilot.press("ctrl+c")  # quits, like q, even from the filter box
+            await pilot.pause(0.1)
+        assert app.return_code == 0 and not app.is_running
     asyncio.run(run())
 
 
