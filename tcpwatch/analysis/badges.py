@@ -36,6 +36,27 @@ BADGES: dict[str, tuple[str, str, str]] = {
     "NOWS": (WARN, "window scaling off",
              "Window scaling was not negotiated (RFC 7323 2), so the window cannot exceed 64 KiB "
              "and the sender filled it: throughput is capped at 64 KiB per RTT."),
+    "WNDB": (WARN, "window-bound transfer",
+             "Bytes in flight kept reaching the receiver's advertised window: flow control "
+             "(RFC 9293 3.8.6), not the network, set the pace - one window per round trip."),
+    "NAGLE": (WARN, "Nagle meets delayed ACK",
+              "A request written in pieces: Nagle's algorithm (RFC 896) held the second piece "
+              "until the first was ACKed, and the peer delayed that ACK (RFC 1122 4.2.3.2): "
+              "typically 40 ms lost per request."),
+    "SS": (INFO, "slow start",
+           "A large response on a fresh connection took several round trips because the "
+           "congestion window starts small and doubles per RTT (RFC 5681 3.1)."),
+    "THINK": (WARN, "server think time",
+              "Most of the exchange was the server working between the last request byte and "
+              "the first response byte (the network round trip already taken out)."),
+    "LOSS": (WARN, "high retransmission rate",
+             "At least 2% of the segments were retransmissions: the path loses packets."),
+    "HALF": (ERROR, "half-open",
+             "One side keeps retransmitting into silence: the peer is gone but this side "
+             "still believes the connection is open (RFC 9293 3.5.2)."),
+    "CHURN": (WARN, "connection churn",
+              "A new connection for every request to the same server: each one pays the "
+              "handshake (and TLS) again, where keep-alive would pay it once."),
     "GAP": (INFO, "capture gap",
             "The capture missed segments (data acknowledged or sequence jumps it never saw): "
             "counts for this connection are lower bounds. Not a network problem."),
@@ -45,31 +66,14 @@ SEVERITY_ORDER = {ERROR: 0, WARN: 1, INFO: 2}
 
 
 def flow_badges(f: Flow) -> tuple[str, ...]:
-    """The badges that apply to a connection, most severe first."""
+    """The badges that apply to a connection, most severe first: its diagnosis (diagnosis.py)
+    plus two facts that are not delays (duplicate ACKs, capture gaps)."""
+    from .diagnosis import BADGE, diagnose_flow
+    out = {BADGE[x.kind] for x in diagnose_flow(f)}
     c2s, s2c = f.dirs
-    out = []
-    hs = f.handshake
-    if hs.rejected_ts is not None:
-        out.append("REJ")
-    if hs.syn_retransmissions:
-        out.append("SYN+")
     cc, sc = c2s.counts, s2c.counts
-    if cc["rto_retransmission"] or sc["rto_retransmission"]:
-        out.append("RTO")
-    retx = cc["retransmission"] + sc["retransmission"] + cc["ooo_resent"] + sc["ooo_resent"]
-    if retx > cc["rto_retransmission"] + sc["rto_retransmission"]:
-        out.append("RETX")
-    if c2s.zw_events or s2c.zw_events:
-        out.append("ZWIN")
     if cc["duplicate_ack"] + sc["duplicate_ack"] >= 3:
-        out.append("DUP")
-    life = f.life
-    if life.rst_ts is not None and hs.rejected_ts is None and (c2s.payload or s2c.payload):
-        out.append("RST")
-    if (c2s.win_scale == 0 and s2c.win_scale == 0
-            and (cc["window_full"] or sc["window_full"])):
-        out.append("NOWS")
+        out.add("DUP")
     if cc["lost_segment"] + sc["lost_segment"] + cc["ack_lost_segment"] + sc["ack_lost_segment"]:
-        out.append("GAP")
-    out.sort(key=lambda b: SEVERITY_ORDER[BADGES[b][0]])
-    return tuple(out)
+        out.add("GAP")
+    return tuple(sorted(out, key=lambda b: (SEVERITY_ORDER[BADGES[b][0]], b)))

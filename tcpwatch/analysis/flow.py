@@ -15,6 +15,7 @@ from collections import deque
 from ..capture.record import ACK, FIN, RST, SYN, PacketRecord, fmt_addr
 from . import events as E
 from .direction import TSVAL_MAX, UNACKED_MAX, Direction
+from .exchange import Exchanges
 from .handshake import Handshake
 from .lifecycle import Lifecycle
 from .seqspace import seq_diff, seq_gt, seq_le, seq_lt
@@ -43,7 +44,8 @@ class Flow:
     """A connection. Direction 0 is client->server, 1 is server->client."""
 
     __slots__ = ("id", "ipv", "client", "server", "roles_from", "first_ts", "last_ts",
-                 "first_num", "last_num", "dirs", "handshake", "life", "events", "reused")
+                 "first_num", "last_num", "dirs", "handshake", "life", "events", "reused",
+                 "exchanges")
 
     def __init__(self, fid: int, r: PacketRecord, src_is_client: bool, roles_from: str,
                  reused: bool = False) -> None:
@@ -59,6 +61,7 @@ class Flow:
         self.life = Lifecycle(guessed_roles=roles_from not in ("syn", "syn-ack"))
         self.events: deque[tuple[int, int, int, int]] = deque(maxlen=EVENTS_MAX)
         self.reused = reused  # this flow reuses a 4-tuple seen earlier (port reuse)
+        self.exchanges = Exchanges()  # request/response turns (exchange.py)
 
     # ------------------------------------------------------------------------------------
     def direction_of(self, r: PacketRecord) -> int:
@@ -85,6 +88,7 @@ class Flow:
         self.last_num = r.num
         fwd.packets += 1
         fwd.bytes += r.flen
+        before = fwd.unique_payload
         fwd.payload += r.plen
         if fwd.first_ts is None:
             fwd.first_ts = ts
@@ -103,6 +107,7 @@ class Flow:
             self._count(m, fwd, d, ts, r.num)
         # the flow's event timeline; window updates and window-full marks are too frequent
         # for a bounded timeline (they stay counted)
+        self.exchanges.on_segment(r, d, fwd.unique_payload - before, m, self)
         if m & ~(E.WINDOW_UPDATE | E.WINDOW_FULL) or flags & SFR:
             if flags & SFR:
                 m_ev = m | (E.SYN_SEEN if flags & SYN else 0) | (

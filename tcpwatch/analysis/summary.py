@@ -7,10 +7,12 @@ Times are seconds (floats), sizes bytes, rates bytes per second. None means "not
 from __future__ import annotations
 
 from ..capture.record import fmt_addr
+from .diagnosis import diagnose_flow
 from .direction import Direction
+from .exchange import exchange_summary
 from .flow import Flow
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: exchanges, tls, diagnosis
 
 
 def _s(ns: int | None) -> float | None:
@@ -93,4 +95,20 @@ def flow_summary(f: Flow, capture_end: int | None = None) -> dict:
         "handshake": f.handshake.as_dict(f.first_ts),
         "c2s": direction_summary(c2s, duration, end),
         "s2c": direction_summary(s2c, duration, end),
+        # TLS handshake: SNI, version, 1 or 2 round trips, resumed (exchange.py, RFC 8446)
+        "tls": _tls(f),
+        "exchanges": [exchange_summary(x, f, f.exchanges) for x in f.exchanges.items],
+        "exchanges_dropped": f.exchanges.dropped,
+        "diagnosis": [x.as_dict() for x in diagnose_flow(f)],
     }
+
+
+def _tls(f: Flow) -> dict | None:
+    ex = f.exchanges
+    if ex.tls is None:
+        return None
+    out = dict(ex.tls)
+    out["handshake_done"] = None if ex.tls_done_ts is None else ex.tls_done_ts / 1e9
+    out["handshake_time"] = None if ex.tls_done_ts is None else \
+        ex.tls_done_ts / 1e9 - ex.tls["client_hello"]
+    return out

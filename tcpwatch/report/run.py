@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ..analysis.diagnosis import diagnose_capture
 from ..analysis.summary import SCHEMA_VERSION, flow_summary
 from ..analysis.table import FlowTable
 from ..capture.session import Capture
@@ -45,4 +46,6 @@ def build(table: FlowTable, capture: Capture) -> dict:
             "error": st.error,
         },
         "flows": [flow_summary(f) for f in table.flows],
+        # findings across connections (connection churn)
+        "diagnosis": [x.as_dict() for x in diagnose_capture(table.flows)],
     }

@@ -71,4 +71,54 @@ def render(report: dict, limit: int | None = None) -> str:
         f"undecodable {t['undecodable']}, dropped {t['dropped']}; {t['flows']} connections")
     if t["stopped_at"]:
         lines.append(f"stopped early at {t['stopped_at']}: {t['error']}")
+    lines += _slowest(report)
+    lines += _diagnosis(report)
     return "\n".join(lines)
+
+
+PARTS = ("connect", "tls", "wait", "upload", "network", "think", "transfer")
+
+
+def _label(x: dict) -> str:
+    q, a = x["request"], x["response"]
+    if x["protocol"] == "http" and q:
+        s = f"{q.get('method')} {q.get('path')}"
+        return s + (f" -> {a['status']}" if a.get("status") else "")
+    if x["protocol"] == "redis" and q:
+        return f"redis {q.get('command')}" + (f" -> {a['reply']}" if a.get("reply") else "")
+    if x["protocol"] == "dns" and q:
+        return f"dns {q.get('query')}" + (f" -> {a['rcode']}" if a.get("rcode") else "")
+    return x["protocol"] or "data"
+
+
+def _slowest(report: dict, n: int = 10) -> list[str]:
+    exs = [(f["id"], x) for f in report["flows"] for x in f["exchanges"]
+           if x["breakdown"]["total"] is not None]
+    if not exs:
+        return []
+    exs.sort(key=lambda p: -p[1]["breakdown"]["total"])
+    out = ["", f"slowest requests (of {len(exs)}): total = " + " + ".join(PARTS)]
+    for fid, x in exs[:n]:
+        b = x["breakdown"]
+        parts = "  ".join(f"{k} {_dur(b[k])}" for k in PARTS if b[k])
+        stalls = ", ".join(f"{k} {_dur(v)}" for k, v in b["stalls"].items())
+        out.append(f"  flow {fid} #{x['index']} {inert(_label(x))[:60]}: {_dur(b['total'])}"
+                   f"  ({parts})" + (f"  stalls: {stalls}" if stalls else ""))
+    return out
+
+
+def _diagnosis(report: dict) -> list[str]:
+    found = [d for f in report["flows"] for d in f["diagnosis"]] + report["diagnosis"]
+    if not found:
+        return ["", "diagnosis: nothing found"]
+    found.sort(key=lambda d: -d["lost"])
+    out = ["", f"diagnosis ({len(found)} findings, most costly first)"]
+    for d in found:
+        where = f"flow {d['flow']}" if d["flow"] is not None else \
+            f"flows {','.join(map(str, d['flows'][:8]))}{'...' if len(d['flows']) > 8 else ''}"
+        frames = ",".join(str(e["frame"]) for e in d["evidence"][:5])
+        out.append(f"  [{d['badge']}] {where}: {d['kind']}, lost {_dur(d['lost'])}"
+                   f" (frames {frames})")
+        out.append(f"      {d['explain']}")
+        out.append(f"      -> {d['advice']}")
+    return out

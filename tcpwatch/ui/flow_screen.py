@@ -19,6 +19,55 @@ from . import fmt
 from .app import badge_text
 
 DIRS = ("client → server", "server → client")
+PARTS = (("connect", "blue"), ("tls", "magenta"), ("wait", "grey50"), ("upload", "cyan"),
+         ("network", "yellow"), ("think", "red"), ("transfer", "green"))
+BAR = 62
+
+
+def _legend() -> Text:
+    t = Text("breakdown: ")
+    for name, color in PARTS:
+        t.append("██", style=color)
+        t.append(f" {name}  ")
+    return t
+
+
+LEGEND = _legend()
+
+
+def waterfall(b: dict, scale: float) -> Text:
+    """One exchange's parts as a bar; `scale` is seconds per character."""
+    t = Text()
+    for name, color in PARTS:
+        v = b.get(name)
+        if v:
+            n = max(1, round(v / scale)) if scale > 0 else 1
+            t.append("█" * n, style=color)
+    return t
+
+
+def request_label(x: dict) -> str:
+    q, proto = x["request"], x["protocol"]
+    if proto == "http" and q.get("method"):
+        return f"{q['method']} {q['path']}"
+    if proto == "redis" and q.get("command"):
+        return f"redis {q['command']}"
+    if proto == "dns" and q.get("query"):
+        return f"dns {q['query']}"
+    if not x["request_frames"]:
+        return "(server spoke first)"
+    return f"{proto or 'data'} {x['request_bytes']} B"
+
+
+def answer_label(x: dict) -> str:
+    a = x["response"]
+    if "status" in a:
+        return str(a["status"])
+    if "reply" in a:
+        return a["reply"]
+    if "rcode" in a:
+        return a["rcode"]
+    return f"{x['response_bytes']} B" if x["response_frames"] else "no answer"
 ARROW = ("→", "←")
 
 
@@ -92,6 +141,7 @@ class FlowScreen(Screen):
         Binding("g", "tab('plots')", "Plots"),
         Binding("e", "tab('events')", "Events"),
         Binding("k", "tab('packets')", "Packets"),
+        Binding("x", "tab('requests')", "Requests"),
     ]
     DEFAULT_CSS = """
     FlowScreen { overflow: hidden; }
@@ -103,6 +153,9 @@ class FlowScreen(Screen):
     FlowScreen PlotextPlot { height: 1fr; }
     FlowScreen #pkts { height: 1fr; }
     FlowScreen #dissection { height: 1fr; border-top: solid $primary; }
+    FlowScreen #reqs { height: 1fr; }
+    FlowScreen #legend { height: 1; }
+    FlowScreen #diagbox { height: 1fr; border-top: solid $primary; }
     """
 
     def __init__(self, fid: int) -> None:
@@ -124,6 +177,16 @@ class FlowScreen(Screen):
                 yield PlotextPlot(id="p_win_c")
                 yield PlotextPlot(id="p_thr")
                 yield PlotextPlot(id="p_win_s")
+            with TabPane("Requests", id="requests"), Vertical():
+                rq: DataTable = DataTable(id="reqs", cursor_type="row", zebra_stripes=True)
+                for label, key, w in (("#", "i", 4), ("request", "req", 34),
+                                      ("answer", "resp", 12), ("total", "total", 9),
+                                      ("breakdown", "bar", 64), ("stalls", "stalls", 26)):
+                    rq.add_column(label, key=key, width=w)
+                yield rq
+                yield Static(LEGEND, id="legend")
+                with VerticalScroll(id="diagbox"):
+                    yield Static(id="diag")
             with TabPane("Events", id="events"):
                 ev: DataTable = DataTable(id="ev", cursor_type="row", zebra_stripes=True)
                 ev.add_columns("time", "frame", "dir", "event")
@@ -191,6 +254,7 @@ class FlowScreen(Screen):
         self._plots(d)
         self._events(d)
         self._packets(d)
+        self._requests(d)
 
     def _plot(self, wid: str, title: str, ylabel: str, lines: list) -> None:
         w = self.query_one(wid, PlotextPlot)
@@ -229,6 +293,41 @@ class FlowScreen(Screen):
                    "KiB/s", [
             ([p[0] for p in d.throughput[i]], [p[1] / 1024 for p in d.throughput[i]],
              DIRS[i]) for i in (0, 1)])
+
+    def _requests(self, d: FlowDetail) -> None:
+        rq = self.query_one("#reqs", DataTable)
+        exs = d.summary["exchanges"]
+        rq.clear()
+        longest = max((x["breakdown"]["total"] or 0 for x in exs), default=0)
+        scale = longest / BAR if longest else 0
+        for x in exs[-500:]:
+            b = x["breakdown"]
+            stalls = ", ".join(f"{k} {fmt.dur(v)}" for k, v in b["stalls"].items())
+            rq.add_row(x["index"], fmt.untrusted(request_label(x), 120),
+                       fmt.untrusted(answer_label(x), 40),
+                       Text(fmt.dur(b["total"]), justify="right"), waterfall(b, scale),
+                       Text(stalls, style="bold red" if stalls else ""), key=str(x["index"]))
+        diag = Text()
+        tls = d.summary.get("tls")
+        if tls:
+            diag.append("TLS ", style="bold")
+            diag.append_text(fmt.untrusted(
+                f"{tls.get('version') or '?'}, SNI {tls.get('sni') or '—'}, "
+                f"{tls.get('rtts') or '?'} round trip(s), "
+                f"{'resumed' if tls.get('resumed') else 'full handshake'}, handshake "
+                f"{fmt.dur(tls.get('handshake_time'))}\n", 200))
+        found = sorted(d.summary["diagnosis"], key=lambda f: -f["lost"])
+        if not found:
+            diag.append("Diagnosis: nothing found on this connection.", style="green")
+        for f in found:
+            sev = {"error": "bold red", "warn": "yellow"}.get(f["severity"], "")
+            diag.append(f"[{f['badge']}] ", style=sev)
+            diag.append(f"{f['kind']}  lost {fmt.dur(f['lost'])}", style="bold")
+            frames = ", ".join(str(e["frame"]) for e in f["evidence"][:8])
+            if frames:
+                diag.append(f"  frames {frames}")
+            diag.append(f"\n  {f['explain']}\n  → {f['advice']}\n")
+        self.query_one("#diag", Static).update(diag)
 
     def _events(self, d: FlowDetail) -> None:
         ev = self.query_one("#ev", DataTable)

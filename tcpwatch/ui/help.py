@@ -80,6 +80,14 @@ def help_markdown() -> str:
             "sender's bytes in flight (in flight pinned at the window means flow control "
             "limits the transfer; a window at zero means the reader stalled); throughput per "
             "second.",
+            "- **Requests**: every request/response exchange (HTTP, TLS, Redis, DNS recognised; "
+            "any other protocol by its turns) with a waterfall of where its time went: "
+            "connect (SYN to ACK), TLS handshake, the client's own wait, upload, one network "
+            "round trip, the server's think time, and the response transfer; the parts add "
+            "up to the total. Stalls inside them (RTO waits, fast-retransmit recovery, zero "
+            "window, full window, Nagle with delayed ACK) are listed. Below: the diagnosis, "
+            "each finding with the time it cost, its evidence frames, why it happens and what "
+            "to do.",
             "- **Events**: retransmissions, duplicate ACKs, zero windows, SYN/FIN/RST, with "
             "times from the first packet.",
             "- **Packets**: the newest packets of the connection; Enter on one shows its full "

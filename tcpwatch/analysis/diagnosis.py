@@ -1,0 +1,267 @@
+"""Why a connection (or a request) was slow, from first principles: detectors over the trackers
+and the exchanges. Each finding has a kind, a severity, the time it cost, the evidence (frames
+and times) and what to do about it. Pure."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from . import events as E
+from .exchange import breakdown
+
+# kinds (one definition each; the badge shown in the flow table in brackets)
+SYN_RETRANSMITTED = "syn_retransmitted"  # [SYN+] RFC 6298 2.1: initial RTO 1 s
+CONNECTION_REFUSED = "connection_refused"  # [REJ] RFC 9293 3.10.7.1: RST to a SYN
+RTO_STALL = "rto_stall"  # [RTO] RFC 6298 5: the retransmission timer expired
+FAST_RETRANSMIT = "fast_retransmit"  # [RETX] RFC 5681 3.2 / RFC 6675 loss recovery
+ZERO_WINDOW = "zero_window"  # [ZWIN] RFC 9293 3.8.6: the receiver stopped reading
+WINDOW_BOUND = "window_bound"  # [WNDB] RFC 7323 2: in flight pinned at the peer's window
+NAGLE_DELAYED_ACK = "nagle_delayed_ack"  # [NAGLE] RFC 896 + RFC 1122 4.2.3.2
+SLOW_START = "slow_start"  # [SS] RFC 5681 3.1: cwnd grows one window per RTT
+CONNECTION_CHURN = "connection_churn"  # [CHURN] a new connection per request
+SERVER_THINK = "server_think"  # [THINK] the server took long to answer
+HIGH_RETRANSMISSION = "high_retransmission_rate"  # [LOSS]
+RST_MIDSTREAM = "rst_midstream"  # [RST] RFC 9293 3.5.2: aborted after data
+HALF_OPEN = "half_open"  # [HALF] RFC 9293 3.5.2: one side sends into the void
+
+BADGE = {SYN_RETRANSMITTED: "SYN+", CONNECTION_REFUSED: "REJ", RTO_STALL: "RTO",
+         FAST_RETRANSMIT: "RETX", ZERO_WINDOW: "ZWIN", WINDOW_BOUND: "WNDB",
+         NAGLE_DELAYED_ACK: "NAGLE", SLOW_START: "SS", CONNECTION_CHURN: "CHURN",
+         SERVER_THINK: "THINK", HIGH_RETRANSMISSION: "LOSS", RST_MIDSTREAM: "RST",
+         HALF_OPEN: "HALF"}
+
+THINK_MIN_S = 0.1  # server think time worth reporting
+THINK_SHARE = 0.5  # ... and at least this share of the exchange
+LOSS_RATE = 0.02  # retransmitted / data segments
+LOSS_MIN = 3
+WINDOW_FULL_MIN = 3  # window-full marks before calling a transfer window-bound
+SLOW_START_ROUNDS = 3  # response transfer of at least this many RTTs
+INITIAL_WINDOW = 10  # segments (RFC 6928)
+CHURN_MIN = 3  # connections from one client to one server, each with <= 1 exchange
+HALF_OPEN_RETRIES = 3
+
+
+@dataclass
+class Finding:
+    kind: str
+    severity: str  # error | warn | info
+    lost: float  # seconds this cost (0 when it is not a delay)
+    flow: int | None  # connection id (None: capture-wide)
+    evidence: list = field(default_factory=list)  # [(frame, time s)]
+    explain: str = ""
+    advice: str = ""
+    exchange: int | None = None
+    flows: list = field(default_factory=list)  # capture-wide findings: the connections
+
+    def as_dict(self) -> dict:
+        return {"kind": self.kind, "badge": BADGE[self.kind], "severity": self.severity,
+                "lost": self.lost, "flow": self.flow, "exchange": self.exchange,
+                "evidence": [{"frame": f, "time": t} for f, t in self.evidence],
+                "flows": self.flows, "explain": self.explain, "advice": self.advice}
+
+
+def _ev(flow, kinds: int, limit: int = 10) -> list:
+    return [(num, ts / 1e9) for ts, num, _d, m in flow.events if m & kinds][:limit]
+
+
+def diagnose_flow(flow) -> list[Finding]:
+    out: list[Finding] = []
+    hs, (c2s, s2c), exs = flow.handshake, flow.dirs, flow.exchanges
+    fid = flow.id
+    if hs.syn_retransmissions:
+        lost = (hs.last_syn_ts - hs.syn_ts) / 1e9
+        out.append(Finding(
+            SYN_RETRANSMITTED, "error", lost, fid, _ev(flow, E.SYN_SEEN),
+            f"The SYN was sent {hs.syn_count} times: the first got no answer, and the "
+            f"client waited its initial retransmission timeout (1 s, doubling) before "
+            f"trying again - {lost:.2f} s before the connection could even start.",
+            "A lost SYN or a full accept queue (server's listen backlog): check the "
+            "server's SYN backlog and accept rate (ss -lnt: Recv-Q), and packet loss."))
+    if hs.rejected_ts is not None:
+        out.append(Finding(
+            CONNECTION_REFUSED, "error", (hs.rejected_ts - hs.syn_ts) / 1e9, fid,
+            _ev(flow, E.RST_SEEN | E.SYN_SEEN),
+            "The server answered the SYN with a RST: nothing listens on that port (or a "
+            "firewall rejects it). The request failed at once.",
+            "Check that the service is running and listening on that address and port."))
+    stalls = {}
+    for ex in exs.items:
+        for k, v in ex.stalls.items():
+            stalls[k] = stalls.get(k, 0) + v
+    # data retransmitted on the timer (a resent SYN is SYN_RETRANSMITTED's business)
+    rto = sum(1 for _ts, _n, _d, m in flow.events
+              if m & E.RTO_RETRANSMISSION and not m & E.SYN_SEEN)
+    if rto:
+        out.append(Finding(
+            RTO_STALL, "error", stalls.get("rto", 0) / 1e9, fid,
+            [(n, ts / 1e9) for ts, n, _d, m in flow.events
+             if m & E.RTO_RETRANSMISSION and not m & E.SYN_SEEN][:10],
+            f"{rto} segment(s) were resent only after the retransmission timer expired: no "
+            "duplicate ACKs warned the sender (the loss was at the tail of a burst, or too "
+            "little data followed it). The connection sat silent for the whole RTO, and the "
+            "congestion window restarted from one segment.",
+            "Find the loss (interface drops, a congested link, a policer). Tail loss probes "
+            "(RACK-TLP, RFC 8985) shorten these waits on modern kernels."))
+    fast = (c2s.counts["fast_retransmission"] + s2c.counts["fast_retransmission"]
+            + c2s.counts["sack_recovery"] + s2c.counts["sack_recovery"])
+    if fast:
+        out.append(Finding(
+            FAST_RETRANSMIT, "warn", stalls.get("fast", 0) / 1e9, fid,
+            _ev(flow, E.FAST_RETRANSMISSION | E.SACK_RECOVERY),
+            f"{fast} segment(s) were lost and recovered by fast retransmit: duplicate ACKs "
+            "or SACK told the sender at once. Each recovery costs about one round trip and "
+            "halves the sending rate (RFC 5681).",
+            "Some loss is normal; persistent loss means a congested or faulty path."))
+    zw = c2s.zero_window_time(flow.last_ts) + s2c.zero_window_time(flow.last_ts)
+    if c2s.zw_events or s2c.zw_events:
+        who = "client" if c2s.zw_events else "server"
+        out.append(Finding(
+            ZERO_WINDOW, "error", zw / 1e9, fid, _ev(flow, E.ZERO_WINDOW, 5),
+            f"The {who} advertised a zero receive window for {zw / 1e9:.3f} s: its "
+            "application stopped reading from the socket, its buffer filled, and the sender "
+            "had to stop and probe.",
+            f"Look at the {who} application: a slow consumer, a blocked thread, or a receive "
+            "buffer too small for the rate."))
+    for d, name in ((0, "client -> server"), (1, "server -> client")):
+        snd = flow.dirs[d]
+        if snd.counts["window_full"] >= WINDOW_FULL_MIN:
+            # both SYNs seen and one lacked the option: no scaling (RFC 7323 2.2)
+            no_scale = hs.syn_count > 0 and hs.synack_count > 0 and (
+                hs.client.wscale is None or hs.server.wscale is None)
+            lost = stalls.get("window_full", 0) / 1e9
+            frames = [(f, None) for ex in exs.items
+                      for f in ex.evidence.get("window_full", [])][:10]
+            out.append(Finding(
+                WINDOW_BOUND, "warn", lost, fid, frames,
+                f"{name}: bytes in flight reached the receiver's advertised window "
+                f"{snd.counts['window_full']} times (flow control, not congestion, limited "
+                "the transfer to one window per round trip)"
+                + (": window scaling was not negotiated, so the window cannot exceed "
+                   "64 KiB (RFC 7323)." if no_scale else "."),
+                "Enable window scaling on both ends (net.ipv4.tcp_window_scaling)."
+                if no_scale else "Raise the receiver's buffer (SO_RCVBUF / tcp_rmem) or "
+                "read faster."))
+    nagle = stalls.get("nagle", 0)
+    if nagle:
+        frames = [(f, None) for ex in exs.items for f in ex.evidence.get("nagle", [])][:10]
+        out.append(Finding(
+            NAGLE_DELAYED_ACK, "warn", nagle / 1e9, fid, frames,
+            "The client wrote its request in pieces (write-write-read): Nagle's algorithm "
+            "held the second piece until the first was acknowledged, and the server delayed "
+            "that ACK (delayed ACK, up to 40-200 ms) waiting for more data.",
+            "Write the request in one call (buffer it), or set TCP_NODELAY on the client."))
+    life = flow.life
+    if life.rst_ts is not None and hs.rejected_ts is None and (c2s.payload or s2c.payload):
+        out.append(Finding(
+            RST_MIDSTREAM, "error", 0.0, fid, _ev(flow, E.RST_SEEN, 3),
+            "The connection was aborted with a RST after data flowed: a crash, a proxy or "
+            "load balancer timing out, or an application closing with unread data.",
+            "Check both applications' logs at that time, and idle timeouts of middleboxes."))
+    data_segs = max(1, c2s.packets + s2c.packets)  # every segment of the connection
+    retx = (c2s.counts["retransmission"] + s2c.counts["retransmission"]
+            + c2s.counts["ooo_resent"] + s2c.counts["ooo_resent"])
+    if retx >= LOSS_MIN and retx / data_segs >= LOSS_RATE:
+        out.append(Finding(
+            HIGH_RETRANSMISSION, "warn", 0.0, fid,
+            _ev(flow, E.RETRANSMISSION | E.SACK_RECOVERY, 5),
+            f"{retx} of {data_segs} segments ({100 * retx / data_segs:.1f}%) were "
+            "retransmissions: the path is losing packets.",
+            "Check interface errors and drops along the path (ip -s link, ethtool -S)."))
+    half = _half_open(flow)
+    if half is not None:
+        out.append(half)
+    for ex in exs.items:
+        b = breakdown(ex, flow, exs)
+        think, total = b["think"], b["total"]
+        if think is not None and total and think >= THINK_MIN_S and think >= THINK_SHARE \
+                * total:
+            out.append(Finding(
+                SERVER_THINK, "warn", think, fid,
+                [(ex.req_last, ex.req_end / 1e9), (ex.resp_first, ex.resp_start / 1e9)],
+                f"The server took {think * 1e3:.0f} ms between the last request byte and "
+                f"the first response byte (network round trip already taken out): "
+                f"{100 * think / total:.0f}% of this exchange.",
+                "Profile the server's handler (database queries, locks, upstream calls).",
+                exchange=ex.index))
+        ss = _slow_start(ex, b, flow)
+        if ss is not None:
+            out.append(ss)
+    return out
+
+
+def _slow_start(ex, b: dict, flow) -> Finding | None:
+    """A large response early on a connection whose transfer time is explained by slow start's
+    round trips: from an initial window of 10 segments (RFC 6928), doubling per RTT
+    (RFC 5681 3.1), k rounds deliver 10 * MSS * (2^k - 1) bytes. Cost: (k - 1) RTTs."""
+    srtt = flow.dirs[1].rtt.srtt
+    mss = flow.handshake.client.mss or 1460
+    transfer = b["transfer"]
+    if not srtt or transfer is None or ex.index > 1:
+        return None
+    s2c, c2s = flow.dirs[1], flow.dirs[0]
+    if s2c.counts["retransmission"] or c2s.zw_events or ex.stalls["zero_window"]:
+        return None  # loss recovery or a stalled reader shaped this transfer
+    rounds = 1
+    while INITIAL_WINDOW * mss * ((1 << rounds) - 1) < ex.resp_bytes:
+        rounds += 1
+    if rounds < SLOW_START_ROUNDS or transfer > (rounds + 2) * srtt:
+        return None  # small, or the time went elsewhere (bandwidth, the application)
+    lost = (rounds - 1) * srtt
+    return Finding(
+        SLOW_START, "info", lost, flow.id,
+        [(ex.resp_first, ex.resp_start / 1e9), (ex.resp_last, ex.resp_end / 1e9)],
+        f"The {ex.resp_bytes / 1024:.0f} KiB response needed {rounds} round trips of slow "
+        f"start on a fresh connection (the congestion window starts at {INITIAL_WINDOW} "
+        "segments and doubles each round trip, RFC 5681 3.1); the transfer took "
+        f"{transfer / srtt:.1f} RTTs.",
+        "Reuse warm connections (keep-alive, pooling); for large first responses, a larger "
+        "initial window (ip route ... initcwnd) helps.", exchange=ex.index)
+
+
+def _half_open(flow) -> Finding | None:
+    """One side keeps retransmitting and the other never answers until the capture ends."""
+    if flow.closed:
+        return None
+    tail = list(flow.events)[-HALF_OPEN_RETRIES:]
+    if len(tail) < HALF_OPEN_RETRIES or not all(
+            m & E.RTO_RETRANSMISSION for _ts, _n, _d, m in tail):
+        return None
+    d = tail[-1][2]
+    if any(dd != d for _ts, _n, dd, _m in tail) or flow.dirs[1 - d].last_ts > tail[0][0]:
+        return None
+    lost = (flow.last_ts - tail[0][0]) / 1e9
+    return Finding(
+        HALF_OPEN, "error", lost, flow.id, [(n, ts / 1e9) for ts, n, _d, _m in tail],
+        f"The {'client' if d == 0 else 'server'} keeps retransmitting and the other side "
+        "never answers: the peer is gone (crashed, rebooted, or a middlebox dropped the "
+        "connection's state) while this side still believes it is open.",
+        "Enable TCP keep-alives or application heartbeats, and lower tcp_retries2 or use "
+        "TCP_USER_TIMEOUT so dead peers are noticed sooner.")
+
+
+def diagnose_capture(flows: list) -> list[Finding]:
+    """Findings across connections: connection churn (a new connection per request)."""
+    groups: dict[tuple, list] = {}
+    for fl in flows:
+        if fl.handshake.syn_ts is None or fl.handshake.ack_ts is None:
+            continue
+        groups.setdefault((fl.client[0], fl.server), []).append(fl)
+    out = []
+    for (_caddr, _server), group in groups.items():
+        fls = [fl for fl in group if fl.exchanges.count <= 1]  # one request, then closed
+        if len(fls) < CHURN_MIN:
+            continue
+        cost = sum(fl.handshake.ack_ts - fl.handshake.syn_ts for fl in fls[1:])
+        tls = sum(int(breakdown(fl.exchanges.items[0], fl, fl.exchanges)["tls"] * 1e9)
+                  for fl in fls[1:] if fl.exchanges.items
+                  and fl.exchanges.tls is not None
+                  and breakdown(fl.exchanges.items[0], fl, fl.exchanges)["tls"])
+        out.append(Finding(
+            CONNECTION_CHURN, "warn", (cost + tls) / 1e9, None,
+            [(fl.first_num, fl.first_ts / 1e9) for fl in fls[:10]],
+            f"{len(fls)} connections from one client to one server, one request each: every "
+            "request paid a new handshake" + (" and TLS handshake" if tls else "")
+            + " where one kept-alive connection would pay it once.",
+            "Reuse connections: HTTP keep-alive, a connection pool in the client library.",
+            flows=[fl.id for fl in fls]))
+    return out
