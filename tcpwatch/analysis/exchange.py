@@ -137,6 +137,13 @@ class Exchanges:
             self.tls_done_ts, self.tls_done_num = ts, r.num
             new_turn = True
         cur = self.cur
+        if cur is not None and not new_turn and cur.resp_start is None and not cur.proto \
+                and cur.req_bytes <= 1 and apps.label_request(r.payload, flow.server[1])[0]:
+            # a lone byte opened the turn (a keep-alive probe caught mid-stream): the request
+            # proper starts here
+            self.items.remove(cur)
+            self.count -= 1
+            cur = None
         if cur is None or new_turn and (cur.resp_start is not None or cur.req_start is None):
             cur = self._start(r, flow)
         elif self.small_pending is not None and self.last_pure_ack is not None:
@@ -186,7 +193,8 @@ class Exchanges:
             return
         cur = self.cur
         if cur is None:  # the server spoke first (a greeting): an exchange with no request
-            cur = Exchange(self.count, self.proto, {})
+            proto = self.proto or ("http" if apps.http_response(r.payload) else "")
+            cur = Exchange(self.count, proto, {})
             self.count += 1
             self.items.append(cur)
             self.cur = cur
