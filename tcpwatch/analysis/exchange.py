@@ -10,7 +10,8 @@ Stalls are recorded in the exchange they happen in:
   zero_window the time the receiver advertised a zero window (RFC 9293 3.8.6)
   window_full the sender's wait after filling the receiver's window, until it could send again
   nagle       a small segment held back until the peer's (delayed) ACK of the previous one
-              (RFC 896 Nagle, RFC 1122 4.2.3.2 delayed ACK): the gap minus one RTT
+              (RFC 896 Nagle, RFC 1122 4.2.3.2 delayed ACK): the whole hold, one RTT plus
+              the peer's delayed-ACK timer (without Nagle it would have left at once)
 Pure: packet times only.
 """
 
@@ -152,8 +153,7 @@ class Exchanges:
             ack_ts, ack = self.last_pure_ack
             if ack == sp_end and ack_ts >= sp_ts and ts - sp_ts >= NAGLE_GAP_NS \
                     and ts - ack_ts < NAGLE_GAP_NS // 2:
-                srtt = flow.dirs[0].rtt.srtt or 0.0
-                cur.stall("nagle", ts - sp_ts - int(srtt * 1e9), r.num)
+                cur.stall("nagle", ts - sp_ts, r.num)
         if cur.req_start is None:
             cur.req_start, cur.req_first = ts, r.num
         cur.req_end, cur.req_last = ts, r.num
