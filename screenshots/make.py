@@ -23,6 +23,8 @@ async def loaded(app, pilot) -> None:
     for _ in range(300):
         s = app.monitor.latest
         if s is not None and s.done and app._applied == s.seq:
+            app.screen.query_one("#flows").move_cursor(row=0, animate=False)
+            await pilot.pause(0.1)
             return
         await pilot.pause(0.05)
     raise SystemExit("the demo capture did not load")
@@ -43,7 +45,8 @@ async def shoot() -> list[str]:
         await pilot.pause(0.3)
         save("help")
         await pilot.press("escape")
-        for fid, name, tab in ((9, "drilldown-zero-window", None),
+        for fid, name, tab in ((0, "drilldown-requests", "x"),
+                               (9, "drilldown-zero-window", None),
                                (10, "drilldown-loss-plots", "g"),
                                (10, "drilldown-packets-dissection", "k")):
             app.open_flow(fid)

@@ -144,3 +144,75 @@ def test_tls_handshakes_are_labelled():
     assert {f.exchanges.tls["version"] for f in v12} >= {"1.2", "1.3"}
     assert all(f.exchanges.tls["rtts"] == (1 if f.exchanges.tls["version"] == "1.3" else 2)
                for f in v12 if not f.exchanges.tls["resumed"])
+
+
+# ---- Redis RESP and DNS over TCP, on segments built here ------------------------------------
+def _conv_flows(port: int, turns: list[tuple[bool, bytes]]) -> list:
+    from builders import ether, ipv4, pcap_file, tcp_header
+
+    from tcpwatch.capture.record import ACK, PSH, SYN
+    frames = []
+    cs, ss = 1000, 5000
+
+    def seg(c2s, seq, ack, flags, data=b""):
+        src, dst = ("10.0.0.1", "10.0.0.2") if c2s else ("10.0.0.2", "10.0.0.1")
+        sp, dp = (40000, port) if c2s else (port, 40000)
+        return ether(ipv4(tcp_header(sp, dp, seq, ack, flags) + data, src, dst))
+    frames += [seg(True, cs, 0, SYN), seg(False, ss, cs + 1, SYN | ACK),
+               seg(True, cs + 1, ss + 1, ACK)]
+    cs, ss = cs + 1, ss + 1
+    for c2s, data in turns:
+        if c2s:
+            frames.append(seg(True, cs, ss, ACK | PSH, data))
+            cs += len(data)
+        else:
+            frames.append(seg(False, ss, cs, ACK | PSH, data))
+            ss += len(data)
+    import tempfile
+    with tempfile.NamedTemporaryFile(suffix=".pcap") as f:
+        f.write(pcap_file(frames))
+        f.flush()
+        return flows_of(f.name)
+
+
+def test_redis_commands_and_replies():
+    fl = _conv_flows(6379, [(True, b"*1\r\n$4\r\nPING\r\n"), (False, b"+PONG\r\n"),
+                            (True, b"*2\r\n$3\r\nGET\r\n$3\r\nkey\r\n"),
+                            (False, b"-ERR wrong type\r\n")])[0]
+    xs = fl.exchanges.items
+    assert [x.proto for x in xs] == ["redis", "redis"]
+    assert [x.request["command"] for x in xs] == ["PING", "GET"]
+    assert xs[0].response == {"reply": "status"}
+    assert xs[1].response == {"reply": "error", "error": "ERR wrong type"}
+
+
+def test_dns_over_tcp_query_and_answer():
+    import struct
+
+    def msg(qid, flags, name):
+        q = b"".join(bytes([len(p)]) + p.encode() for p in name.split(".")) + b"\0"
+        body = struct.pack("!HHHHHH", qid, flags, 1, 0, 0, 0) + q + b"\0\1\0\1"
+        return struct.pack("!H", len(body)) + body
+    fl = _conv_flows(53, [(True, msg(7, 0x0100, "example.org")),
+                          (False, msg(7, 0x8183, "example.org"))])[0]
+    x = fl.exchanges.items[0]
+    assert x.proto == "dns" and x.request["query"] == "example.org"
+    assert x.response["rcode"] == "NXDOMAIN" and x.response["response"]
+
+
+def test_report_shows_slowest_requests_and_diagnosis():
+    import json
+    import sys
+    p = subprocess.run([sys.executable, "-m", "tcpwatch", "report", "--demo"],
+                       capture_output=True, text=True, check=True)
+    assert "slowest requests (of 16)" in p.stdout
+    assert "flow 0 #5 GET /slow -> 200: 400" in p.stdout
+    assert "[ZWIN] flow 9: zero_window, lost 1.45s" in p.stdout
+    assert "[CHURN] flows 1,2,3,4,5,6,7,8" in p.stdout
+    j = json.loads(subprocess.run([sys.executable, "-m", "tcpwatch", "report", "--demo",
+                                   "--json"], capture_output=True, text=True,
+                                  check=True).stdout)
+    assert j["schema"] == 2 and j["diagnosis"][0]["kind"] == "connection_churn"
+    slow = j["flows"][0]["exchanges"][5]
+    assert slow["request"]["path"] == "/slow" and slow["keep_alive"] is True
+    assert {d["kind"] for d in j["flows"][9]["diagnosis"]} >= {"zero_window"}

@@ -364,3 +364,10 @@ def test_filter_box_accepts_markup_and_escapes_without_harm():
             assert "[bold]x\\x1b[2J" in str(status)
             assert app.screen.query_one("#flows", DataTable).row_count == 0
     asyncio.run(run())
+
+
+def test_a_row_that_closes_turns_dim():
+    from tcpwatch.ui.app import same_cell
+    assert not same_cell(Text("SF"), Text("SF", style="dim"))
+    assert same_cell(Text("SF", style="dim"), Text("SF", style="dim"))
+    assert same_cell(3, 3) and not same_cell(3, 4)

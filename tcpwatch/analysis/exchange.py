@@ -71,7 +71,8 @@ class Exchanges:
         self.last_data_dir: int | None = None
         self.last_ts: int | None = None  # previous segment of the connection (any direction)
         self.last_num = 0
-        self.tls: dict | None = None  # sni, version, resumed, rtts, client_hello ts/frame
+        # sni, version, resumed, rtts, client_hello / server_hello time and frame
+        self.tls: dict | None = None
         self.tls_turns = 0  # client turns seen since the ClientHello (the hello is turn 0)
         self.tls_done_ts: int | None = None
         self.tls_done_num = 0
@@ -190,6 +191,8 @@ class Exchanges:
                 sh = apps.server_hello(r.payload)
                 if sh is not None:
                     self.tls.update(sh)
+                    self.tls["server_hello"] = ts / 1e9
+                    self.tls["server_hello_frame"] = r.num
             return
         cur = self.cur
         if cur is None:  # the server spoke first (a greeting): an exchange with no request
@@ -267,9 +270,16 @@ def breakdown(ex: Exchange, flow, exs: Exchanges) -> dict:
 
 
 def exchange_summary(ex: Exchange, flow, exs: Exchanges) -> dict:
+    keep_alive = None
+    if ex.proto == "http" and ex.request.get("method"):
+        # HTTP/1.1 keeps the connection unless either side says "Connection: close";
+        # HTTP/1.0 closes it (RFC 9112 9.3)
+        keep_alive = ex.request.get("version") == "HTTP/1.1" and not (
+            ex.request.get("close") or ex.response.get("close"))
     return {
         "index": ex.index,
         "protocol": ex.proto or None,  # http | tls | redis | dns | None (unrecognised)
+        "keep_alive": keep_alive,
         "request": ex.request,  # protocol fields (strings from the wire)
         "response": ex.response,
         "request_start": _s(ex.req_start), "request_end": _s(ex.req_end),

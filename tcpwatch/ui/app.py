@@ -57,6 +57,15 @@ def row_cells(r, now: float) -> tuple:
 NONE_T = Text(fmt.NONE, style="dim")
 
 
+def same_cell(a, b) -> bool:
+    """Cell equality that sees style: rich's Text == compares text and spans only, so a row
+    turning dim (closed) would otherwise keep its old look."""
+    if isinstance(a, Text) and isinstance(b, Text):
+        return (a.plain == b.plain and a.style == b.style and a.spans == b.spans
+                and a.justify == b.justify)
+    return a == b
+
+
 class MainScreen(Screen):
     BINDINGS = [
         Binding("slash", "focus_filter", "Filter"),
@@ -196,7 +205,7 @@ class MainScreen(Screen):
                 moved = True
             else:
                 for i, (a, b) in enumerate(zip(old[2], cells, strict=True)):
-                    if a != b:
+                    if not same_cell(a, b):
                         table.update_cell(key, cols[i], b)
                         moved = True
             cache[key] = (r, age, cells)
