@@ -129,8 +129,8 @@ def diagnose_flow(flow) -> list[Finding]:
             no_scale = hs.syn_count > 0 and hs.synack_count > 0 and (
                 hs.client.wscale is None or hs.server.wscale is None)
             lost = stalls.get("window_full", 0) / 1e9
-            frames = [(f, None) for ex in exs.items
-                      for f in ex.evidence.get("window_full", [])][:10]
+            frames = [(f, t / 1e9) for ex in exs.items
+                      for f, t in ex.evidence.get("window_full", [])][:10]
             out.append(Finding(
                 WINDOW_BOUND, "warn", lost, fid, frames,
                 f"{name}: bytes in flight reached the receiver's advertised window "
@@ -143,7 +143,8 @@ def diagnose_flow(flow) -> list[Finding]:
                 "read faster."))
     nagle = stalls.get("nagle", 0)
     if nagle:
-        frames = [(f, None) for ex in exs.items for f in ex.evidence.get("nagle", [])][:10]
+        frames = [(f, t / 1e9) for ex in exs.items
+                  for f, t in ex.evidence.get("nagle", [])][:10]
         out.append(Finding(
             NAGLE_DELAYED_ACK, "warn", nagle / 1e9, fid, frames,
             "The client wrote its request in pieces (write-write-read): Nagle's algorithm "

@@ -45,15 +45,15 @@ class Exchange:
         self.resp_first = self.resp_last = 0
         self.resp_bytes = 0
         self.stalls = {"rto": 0, "fast": 0, "zero_window": 0, "window_full": 0, "nagle": 0}
-        self.evidence: dict[str, list[int]] = {}
+        self.evidence: dict[str, list[tuple[int, int]]] = {}  # cause -> [(frame, time ns)]
 
-    def stall(self, kind: str, ns: int, frame: int) -> None:
+    def stall(self, kind: str, ns: int, frame: int, at: int = 0) -> None:
         if ns <= 0:
             return
         self.stalls[kind] += ns
         ev = self.evidence.setdefault(kind, [])
         if len(ev) < 20:
-            ev.append(frame)
+            ev.append((frame, at))
 
 
 class Exchanges:
@@ -94,18 +94,18 @@ class Exchanges:
             self.wf_since[1 - d] = None  # the wait is now the zero window's, not counted twice
         elif r.win and self.zw_since[d] is not None:
             if cur is not None:
-                cur.stall("zero_window", ts - self.zw_since[d], r.num)
+                cur.stall("zero_window", ts - self.zw_since[d], r.num, ts)
             self.zw_since[d] = None
         if m & (E.RETRANSMISSION | E.SACK_RECOVERY) and cur is not None and prev_ts is not None:
             if m & E.RTO_RETRANSMISSION:
-                cur.stall("rto", ts - prev_ts, r.num)
+                cur.stall("rto", ts - prev_ts, r.num, ts)
             else:
                 srtt = flow.dirs[d].rtt.srtt
-                cur.stall("fast", int((srtt or 0) * 1e9), r.num)
+                cur.stall("fast", int((srtt or 0) * 1e9), r.num, ts)
         wf = self.wf_since[d]
         if new and wf is not None:
             if cur is not None:
-                cur.stall("window_full", ts - wf[0], wf[1])
+                cur.stall("window_full", ts - wf[0], wf[1], wf[0])
             self.wf_since[d] = None
         if m & E.WINDOW_FULL:
             self.wf_since[d] = (ts, r.num)
@@ -154,7 +154,7 @@ class Exchanges:
             ack_ts, ack = self.last_pure_ack
             if ack == sp_end and ack_ts >= sp_ts and ts - sp_ts >= NAGLE_GAP_NS \
                     and ts - ack_ts < NAGLE_GAP_NS // 2:
-                cur.stall("nagle", ts - sp_ts, r.num)
+                cur.stall("nagle", ts - sp_ts, r.num, ts)
         if cur.req_start is None:
             cur.req_start, cur.req_first = ts, r.num
         cur.req_end, cur.req_last = ts, r.num
@@ -289,5 +289,5 @@ def exchange_summary(ex: Exchange, flow, exs: Exchanges) -> dict:
         else None,
         "request_bytes": ex.req_bytes, "response_bytes": ex.resp_bytes,
         "breakdown": breakdown(ex, flow, exs),
-        "stall_frames": {k: v for k, v in ex.evidence.items()},
+        "stall_frames": {k: [f for f, _t in v] for k, v in ex.evidence.items()},
     }
