@@ -200,7 +200,8 @@ def _slow_start(ex, b: dict, flow) -> Finding | None:
     if not srtt or transfer is None or ex.index > 1:
         return None
     s2c, c2s = flow.dirs[1], flow.dirs[0]
-    if s2c.counts["retransmission"] or c2s.zw_events or ex.stalls["zero_window"]:
+    if s2c.counts["retransmission"] + s2c.counts["ooo_resent"] or c2s.zw_events \
+            or ex.stalls["zero_window"]:
         return None  # loss recovery or a stalled reader shaped this transfer
     rounds = 1
     while INITIAL_WINDOW * mss * ((1 << rounds) - 1) < ex.resp_bytes:
