@@ -178,11 +178,12 @@ def _check_writable(path: str) -> None:
 
 
 def _terminate(_sig, _frame):
-    raise KeyboardInterrupt  # SIGTERM ends a capture like Ctrl+C: clean up, report, exit
+    raise KeyboardInterrupt  # SIGTERM/SIGHUP end a capture like Ctrl+C: clean up, exit
 
 
 def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _terminate)
+    signal.signal(signal.SIGHUP, _terminate)  # the terminal went away: clean up the same way
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

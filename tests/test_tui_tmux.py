@@ -5,6 +5,7 @@ that no capture process survives."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -122,4 +123,38 @@ def test_live_dashboard_in_tmux_finds_the_client_process(tmp_path):
             p.wait()
         subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
         for line in capture_procs(port):  # never leave a capture behind, even on failure
+            subprocess.run(["kill", line.split()[0]], capture_output=True)
+
+
+@pytest.mark.parametrize("sig", ["HUP", "TERM", "KILL"])
+def test_signals_leave_no_capture_behind(sig, tmp_path):
+    port = free_port()
+    session = f"tw-{uuid.uuid4().hex[:8]}"
+    marker = f"tcp port {port}"
+    try:
+        subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", "160", "-y", "40"],
+                       check=True)
+        keys(session, f"{sys.executable} -m tcpwatch -i lo -f '{marker}'; "
+                      "echo TCPWATCH_EXIT=$?", "Enter")
+        wait_for(session, "flows", 20)
+        assert capture_procs(port), "dumpcap should be running"
+        me = subprocess.run(["pgrep", "-f", f"tcpwatch -i lo -f {marker}"],
+                            capture_output=True, text=True).stdout.split()
+        assert me
+        subprocess.run(["kill", f"-{sig}", *me], check=True)
+        end = time.time() + 15
+        while time.time() < end and not re.search(r"TCPWATCH_EXIT=\d", pane(session)):
+            time.sleep(0.2)
+        code = re.search(r"TCPWATCH_EXIT=(\d+)", pane(session))
+        assert code, pane(session)
+        if sig != "KILL":
+            assert code.group(1) == "130"  # cleaned up like Ctrl+C
+        for _ in range(40):  # SIGKILL: the kernel's parent-death signal stops dumpcap
+            if not capture_procs(port):
+                break
+            time.sleep(0.1)
+        assert not capture_procs(port), "a capture process survived"
+    finally:
+        subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
+        for line in capture_procs(port):
             subprocess.run(["kill", line.split()[0]], capture_output=True)

@@ -94,6 +94,17 @@ def dumpcap_command(iface: str, bpf: str | None) -> list[str]:
     return cmd
 
 
+def _die_with_parent() -> None:
+    """In the child, before exec: the kernel sends dumpcap SIGTERM if the thread that started
+    it dies (even by SIGKILL), so no capture outlives tcpwatch (prctl PR_SET_PDEATHSIG)."""
+    import ctypes
+    import signal
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGTERM), 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
+
+
 class Tee:
     """A pipe whose bytes are also written to a file: dumpcap's pcapng stream saved as is
     (`-w FILE`, or the copy the drill-down dissects). Buffered; `flush()` may be called from
@@ -157,7 +168,8 @@ class LiveDumpcap:
     def records(self, stats: CaptureStats, stop: threading.Event) -> Iterator[PacketRecord]:
         cmd = dumpcap_command(self.iface, self.bpf)
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                     stdin=subprocess.DEVNULL, start_new_session=True)
+                                     stdin=subprocess.DEVNULL, start_new_session=True,
+                                     preexec_fn=_die_with_parent)
         # a blocked read on the pipe ends when dumpcap does: stop it when asked to
         watcher = threading.Thread(target=self._stop_when, args=(stop,), daemon=True)
         watcher.start()
