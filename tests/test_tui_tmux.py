@@ -10,6 +10,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 import uuid
@@ -131,6 +132,8 @@ def test_signals_leave_no_capture_behind(sig, tmp_path):
     port = free_port()
     session = f"tw-{uuid.uuid4().hex[:8]}"
     marker = f"tcp port {port}"
+    tmp = tempfile.gettempdir()
+    before = {d for d in os.listdir(tmp) if d.startswith("tcpwatch-")}
     try:
         subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", "160", "-y", "40"],
                        check=True)
@@ -154,7 +157,12 @@ def test_signals_leave_no_capture_behind(sig, tmp_path):
                 break
             time.sleep(0.1)
         assert not capture_procs(port), "a capture process survived"
+        left = {d for d in os.listdir(tmp) if d.startswith("tcpwatch-")} - before
+        # the private copy for dissection is removed on every exit but SIGKILL's
+        assert (left == set()) if sig != "KILL" else len(left) <= 1
     finally:
         subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
         for line in capture_procs(port):
             subprocess.run(["kill", line.split()[0]], capture_output=True)
+        for d in {d for d in os.listdir(tmp) if d.startswith("tcpwatch-")} - before:
+            shutil.rmtree(os.path.join(tmp, d), ignore_errors=True)
