@@ -21,8 +21,7 @@ SIZE = (180, 45)
 
 async def loaded(app, pilot) -> None:
     for _ in range(300):
-        s = app.monitor.latest
-        if s is not None and s.done and app._applied == s.seq:
+        if app.caught_up:
             app.screen.query_one("#flows").move_cursor(row=0, animate=False)
             await pilot.pause(0.1)
             return

@@ -256,6 +256,7 @@ class Monitor:
         self._seq = 0
         self._detail: FlowDetail | None = None
         self._new_flows = False
+        self._last_pub = 0.0  # monotonic time of the last snapshot
 
     # ---- thread control ---------------------------------------------------------------
     def start(self) -> Monitor:
@@ -312,7 +313,10 @@ class Monitor:
     def _ingest(self, batch: list[PacketRecord]) -> None:
         if self.mode == "replay":
             self._ingest_paced(batch)
-            return
+        else:
+            self._feed(batch)
+
+    def _feed(self, batch: list[PacketRecord]) -> None:
         feed = self.table.feed
         rates, ring, total = self._rates, self._ring, self._total
         keep = self.keep_packets
@@ -345,11 +349,7 @@ class Monitor:
             while j < len(batch) and batch[j].ts <= now_cap:
                 j += 1
             if j > i:
-                mode, self.mode = self.mode, "file"
-                try:
-                    self._ingest(batch[i:j])
-                finally:
-                    self.mode = mode
+                self._feed(batch[i:j])
                 i = j
                 continue
             wait = (batch[i].ts - now_cap) / 1e9 / self.speed
@@ -358,8 +358,6 @@ class Monitor:
             if self._poke.is_set() or time.monotonic() - self._last_pub >= self.period:
                 self._poke.clear()
                 self._publish()
-
-    _last_pub = 0.0
 
     def _replay_now(self) -> int:
         if self._ts0 is None:

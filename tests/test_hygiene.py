@@ -18,6 +18,14 @@ ALLOWED = {
 }
 
 
+def assert_loads_none(code: str) -> None:
+    """Run `code` in a fresh interpreter; it prints the banned modules it found loaded."""
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       cwd=PKG.parent)
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert "LOADED []" in p.stderr
+
+
 def test_core_imports_and_runs_without_textual():
     code = ("import sys, tcpwatch.capture.fast, tcpwatch.capture.session, "
             "tcpwatch.analysis.table, tcpwatch.analysis.summary, tcpwatch.report.run, "
@@ -29,10 +37,7 @@ def test_core_imports_and_runs_without_textual():
             "('textual', 'pyshark', 'psutil', 'rich'))\n"
             "print('LOADED', bad, file=sys.stderr)\n"
             "assert not bad, bad\n")
-    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                       cwd=PKG.parent)
-    assert p.returncode == 0, p.stderr[-2000:]
-    assert "LOADED []" in p.stderr
+    assert_loads_none(code)
 
 
 def test_monitor_runs_without_textual():
@@ -49,10 +54,7 @@ def test_monitor_runs_without_textual():
             "assert m.latest.flows_total == 12, m.latest\n"
             "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('textual', 'rich'))\n"
             "print('LOADED', bad, file=sys.stderr)\n")
-    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                       cwd=PKG.parent)
-    assert p.returncode == 0, p.stderr[-2000:]
-    assert "LOADED []" in p.stderr
+    assert_loads_none(code)
 
 
 def _imports(path: Path) -> set[str]:

@@ -22,8 +22,7 @@ def app_for(path: str) -> TcpwatchApp:
 async def wait_loaded(pilot) -> None:
     app = pilot.app
     for _ in range(300):
-        s = app.monitor.latest
-        if s is not None and s.done and app._applied == s.seq:
+        if app.caught_up:
             # the cursor follows whichever connection it was on while the file loaded (a
             # timing matter): put it on the first row for a deterministic picture
             app.screen.query_one("#flows").move_cursor(row=0, animate=False)

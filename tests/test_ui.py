@@ -33,8 +33,7 @@ def make_app(path: str) -> TcpwatchApp:
 async def loaded(app: TcpwatchApp, pilot) -> None:
     """Wait until the file is read and its last snapshot is on screen (no sleeps to guess)."""
     for _ in range(300):
-        s = app.monitor.latest
-        if s is not None and s.done and app._applied == s.seq:
+        if app.caught_up:
             return
         await pilot.pause(0.05)
     raise AssertionError("capture never finished loading")

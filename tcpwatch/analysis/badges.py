@@ -4,6 +4,7 @@ trackers only."""
 
 from __future__ import annotations
 
+from .diagnosis import BADGE, diagnose_flow
 from .flow import Flow
 
 ERROR, WARN, INFO = "error", "warn", "info"
@@ -68,7 +69,6 @@ SEVERITY_ORDER = {ERROR: 0, WARN: 1, INFO: 2}
 def flow_badges(f: Flow) -> tuple[str, ...]:
     """The badges that apply to a connection, most severe first: its diagnosis (diagnosis.py)
     plus two facts that are not delays (duplicate ACKs, capture gaps)."""
-    from .diagnosis import BADGE, diagnose_flow
     out = {BADGE[x.kind] for x in diagnose_flow(f)}
     c2s, s2c = f.dirs
     cc, sc = c2s.counts, s2c.counts

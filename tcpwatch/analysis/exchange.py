@@ -168,8 +168,6 @@ class Exchanges:
 
     def _start(self, r: PacketRecord, flow) -> Exchange:
         proto, req = apps.label_request(r.payload, flow.server[1])
-        if proto == "tls" and self.tls is not None:
-            proto = "tls"
         if self.proto and proto in ("", "tls"):
             proto = self.proto
         elif proto and proto != "tls":

@@ -244,6 +244,13 @@ class TcpwatchApp(App):
         self.applied_snapshots = 0
         self.apply_seconds = 0.0  # time spent applying snapshots (measured by the benchmark)
 
+    @property
+    def caught_up(self) -> bool:
+        """The capture ended and its last snapshot is on screen (tests and screenshots wait
+        for this instead of sleeping)."""
+        s = self.monitor.latest
+        return s is not None and s.done and self._applied == s.seq
+
     def on_mount(self) -> None:
         self.push_screen(MainScreen())
         if self._start:

@@ -58,7 +58,7 @@ async def measure(path: str, n: int) -> dict:
     res = {}
     async with app.run_test(size=(180, 45)) as pilot:
         t0 = time.perf_counter()
-        while not (mon.latest and mon.latest.done and app._applied == mon.latest.seq):
+        while not app.caught_up:
             await pilot.pause(0.02)
         res["load_s"] = time.perf_counter() - t0
         lat = []
