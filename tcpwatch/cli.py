@@ -11,6 +11,7 @@ import sys
 from importlib import resources
 
 from . import __version__
+from .analysis.table import MAX_FLOWS
 from .errors import EXIT_USAGE, UserError
 
 
@@ -83,6 +84,13 @@ def _source_options(p: argparse.ArgumentParser, dashboard: bool) -> None:
                    help="capture filter, pcap-filter(7) syntax (live capture only)")
     p.add_argument("--engine", choices=("fast", "pyshark"), default="fast",
                    help="packet engine: our own decoder (default) or tshark via pyshark")
+    p.add_argument("--filter", metavar="EXPR", default="",
+                   help="show only matching connections: words, proc:NAME pid:N user:U "
+                        "addr:A port:N state:SF badge:RTO id:N, !negated (the dashboard's "
+                        "filter box)")
+    p.add_argument("--max-flows", type=_positive(int), default=MAX_FLOWS, metavar="N",
+                   help="keep at most N connections in memory; past it the least recently "
+                        f"active are evicted and added up (default {MAX_FLOWS:,})")
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -92,14 +100,18 @@ def cmd_report(args: argparse.Namespace) -> int:
     file = demo_capture() if args.demo else args.file
     if args.bpf and file is not None:
         raise UserError("-f applies to live capture (-i); to filter a file, use tshark -Y")
+    pred = _filter(args.filter)
     capture = Capture(args.engine, file=file, iface=args.iface, bpf=args.bpf,
                       count=args.count, duration=args.duration)
-    table, err = run.analyse(capture)
+    capture.preflight()
+    if _root_note(args.iface):
+        print(f"tcpwatch: note: {ROOT_NOTE}", file=sys.stderr)
+    table, err = run.analyse(capture, args.max_flows)
     if isinstance(err, KeyboardInterrupt):
         err = None  # Ctrl+C ends a live capture: report what was seen
     if isinstance(err, UserError) and not table.flows and not capture.stats.packets:
         raise err
-    report = run.build(table, capture)
+    report = run.build(table, capture, pred)
     if args.json:
         json.dump(report, sys.stdout, indent=1)
         sys.stdout.write("\n")
@@ -113,15 +125,30 @@ def cmd_report(args: argparse.Namespace) -> int:
     if st.error:
         raise UserError(f"{capture.source}: capture damaged at {st.stopped_at}: {st.error}; "
                         f"the {st.packets} packets before it are reported above")
+    if st.link_problem():
+        raise UserError(f"{capture.source}: {st.link_problem()}")
     return 0
 
 
-def cmd_dashboard(args: argparse.Namespace) -> int:
-    import shutil
-    import tempfile
+ROOT_NOTE = ("running as root: live capture needs only dumpcap's capture rights "
+             "(README: capture without root)")
 
+
+def _root_note(iface: str | None) -> str | None:
+    return ROOT_NOTE if iface is not None and os.geteuid() == 0 else None
+
+
+def _filter(text: str):
+    from .viewfilter import FilterError, compile_filter
+    try:
+        return compile_filter(text)
+    except FilterError as e:
+        raise UserError(f"bad --filter: {e}") from None
+
+
+def cmd_dashboard(args: argparse.Namespace) -> int:
     from .capture.session import Capture
-    from .monitor import Monitor
+    from .monitor import Monitor, ViewSpec
 
     file = demo_capture() if args.demo else args.file
     iface = args.iface if args.iface or file is not None else "any"
@@ -133,34 +160,33 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
         raise UserError("--replay plays a capture file: give -r FILE")
     if file == "-" and args.replay:
         raise UserError("--replay needs a file, not standard input")
+    _filter(args.filter)
+    if args.write:
+        _check_writable(args.write)
     if not sys.stdout.isatty() or not sys.stdin.isatty():
         raise UserError("the dashboard needs a terminal; for text or JSON use "
                         "'tcpwatch report'")
-    tmpdir = None
-    save, save_max = args.write, None
-    if args.write:
-        _check_writable(args.write)
-    elif iface is not None:
-        # a private copy of the live packets, for the drill-down's dissection; removed at exit
-        tmpdir = tempfile.mkdtemp(prefix="tcpwatch-")
-        save, save_max = os.path.join(tmpdir, "live.pcapng"), 512 << 20
-    capture = Capture(args.engine, file=file, iface=iface, bpf=args.bpf, save=save,
-                      save_max=save_max)
+    # live without -w: nothing is written; the drill-down dissects the newest frames from
+    # memory (capture/rawring.py)
+    capture = Capture(args.engine, file=file, iface=iface, bpf=args.bpf, save=args.write)
+    capture.preflight()
     procmap = None
     if iface is not None:
         from .procmap import ProcMap
         procmap = ProcMap()
     mode = "live" if iface is not None else ("replay" if args.replay else "file")
-    monitor = Monitor(capture, mode=mode, speed=args.speed, procmap=procmap, saved=save
-                      if iface is not None else file)
+    monitor = Monitor(capture, mode=mode, speed=args.speed, procmap=procmap,
+                      saved=args.write if iface is not None else file,
+                      max_flows=args.max_flows)
+    monitor.view = ViewSpec(filter=args.filter)
+    if _root_note(iface):
+        monitor.notes = (ROOT_NOTE,)
     from .ui.app import TcpwatchApp
     app = TcpwatchApp(monitor)
     try:
         app.run()
     finally:
         monitor.stop()
-        if tmpdir is not None:
-            shutil.rmtree(tmpdir, ignore_errors=True)
     last = monitor.latest
     if last is not None and last.error:
         raise UserError(last.error if last.packets else last.error)

@@ -9,7 +9,6 @@ sorting and the top-N cut run here, off the UI thread. No Textual import.
 
 from __future__ import annotations
 
-import re
 import threading
 import time
 from collections import deque
@@ -21,10 +20,13 @@ from .analysis.flow import Flow
 from .analysis.peek import describe
 from .analysis.rate import RateBins
 from .analysis.summary import flow_summary
-from .analysis.table import FlowTable
+from .analysis.table import HALF_OPEN_FOLD, HALF_OPEN_STATE, MAX_FLOWS, FlowTable
 from .capture.record import FLAG_LETTERS, PacketRecord, fmt_addr
 from .capture.session import Capture
 from .procmap import ProcInfo, ProcMap
+from .viewfilter import FilterError, compile_filter
+
+__all__ = ["FilterError", "compile_filter", "Monitor", "Snapshot", "ViewSpec", "FlowRow"]
 
 SNAPSHOT_HZ = 2  # snapshots published per second (the UI polls at twice this rate)
 PACKETS_PER_FLOW = 2000  # newest packets kept per flow for the drill-down's packet list
@@ -96,14 +98,17 @@ class Snapshot:
     source: str
     engine: str
     mode: str  # "live" | "file" | "replay"
-    packets: int  # frames read (all protocols)
-    tcp: int
+    packets: int  # frames read: tcp + non_tcp + undecodable
+    tcp: int  # frames with a TCP header, all tracked
+    non_tcp: int  # decoded, not TCP (ARP, UDP, ICMP...)
+    undecodable: int  # too short, malformed, or a link type we do not decode
     bytes: int
     dropped: int  # packets the capture (dumpcap / kernel) reported dropped
     pps: float  # TCP packets/s over the last second of capture time
     bps: float  # bytes/s over the last second of capture time
-    flows_total: int
+    flows_total: int  # connections kept (at most the flow cap)
     flows_active: int
+    evicted: int  # connections evicted past the flow cap (counted in the totals)
     elapsed: float  # live: wall seconds since start; file: capture span; replay: position
     now: float  # capture time the snapshot describes (epoch seconds)
     rows: tuple[FlowRow, ...]  # filtered, sorted, cut to view.limit
@@ -147,67 +152,6 @@ SORT_KEYS = {
     "packets": lambda r, now: r.packets,
 }
 
-_FILTER_FIELDS = ("proc", "pid", "user", "addr", "port", "state", "badge", "id")
-_TOKEN = re.compile(r'(\w+):("[^"]*"|\S+)|("[^"]*"|\S+)')
-
-
-def compile_filter(text: str):
-    """A predicate over FlowRow. Terms separated by spaces must all match. `field:value`
-    with field in proc, pid, user, addr, port, state, badge, id; a bare word matches any of
-    them as a case-insensitive substring; a leading '!' negates a term."""
-    preds = []
-    for m in _TOKEN.finditer(text.strip()):
-        key, val, bare = m.group(1), m.group(2), m.group(3)
-        if key is not None and key.lower() not in _FILTER_FIELDS:
-            bare, key = m.group(0), None
-        word = (val if key else bare).strip('"')
-        neg = word.startswith("!") and len(word) > 1
-        word = word[1:] if neg else word
-        w = word.lower()
-        key = key.lower() if key else None
-        preds.append((_term(key, w), neg))
-    if not preds:
-        return None
-
-    def match(r: FlowRow) -> bool:
-        return all(p(r) != neg for p, neg in preds)
-    return match
-
-
-def _int_term(get, w: str):
-    n = int(w)
-    return lambda r: n in get(r)
-
-
-_TERMS = {  # field -> (row, lower-case word) -> bool
-    "proc": lambda r, w: r.proc is not None and w in r.proc.name.lower(),
-    "user": lambda r, w: r.proc is not None and w in (r.proc.user or "").lower(),
-    "addr": lambda r, w: w in r.caddr.lower() or w in r.saddr.lower(),
-    "state": lambda r, w: r.state.lower() == w or (w == "closed" and r.closed)
-    or (w == "open" and not r.closed),
-    "badge": lambda r, w: any(w == b.lower() for b in r.badges),
-}
-_INT_TERMS = {
-    "port": lambda r: (r.cport, r.sport),
-    "pid": lambda r: (r.proc.pid,) if r.proc is not None else (),
-    "id": lambda r: (r.id,),
-}
-
-
-def _term(key: str | None, w: str):
-    if key in _INT_TERMS and w.isdigit():
-        return _int_term(_INT_TERMS[key], w)
-    fn = _TERMS.get(key or "")
-    if fn is not None:
-        return lambda r: fn(r, w)
-    return lambda r: w in _haystack(r)
-
-
-def _haystack(r: FlowRow) -> str:
-    proc = f"{r.proc.name} {r.proc.pid} {r.proc.user or ''}" if r.proc else ""
-    return f"{proc} {r.client} {r.server} {r.state} {' '.join(r.badges)}".lower()
-
-
 def _endpoint(addr: bytes, port: int, ipv: int) -> str:
     a = fmt_addr(addr)
     return f"[{a}]:{port}" if ipv == 6 else f"{a}:{port}"
@@ -221,7 +165,7 @@ class Monitor:
     def __init__(self, capture: Capture, *, mode: str = "file", speed: float = 1.0,
                  procmap: ProcMap | None = None, saved: str | None = None,
                  linger_s: float = LINGER_S, hz: float = SNAPSHOT_HZ,
-                 keep_packets: int = PACKETS_PER_FLOW) -> None:
+                 keep_packets: int = PACKETS_PER_FLOW, max_flows: int = MAX_FLOWS) -> None:
         self.capture = capture
         self.mode = mode
         self.speed = speed
@@ -230,7 +174,7 @@ class Monitor:
         self.linger_ns = int(linger_s * 1e9)
         self.period = 1.0 / hz
         self.keep_packets = keep_packets
-        self.table = FlowTable()
+        self.table = FlowTable(max_flows, on_evict=self._forget)
         self.view = ViewSpec()
         self.focus: int | None = None
         self.latest: Snapshot | None = None
@@ -257,6 +201,16 @@ class Monitor:
         self._detail: FlowDetail | None = None
         self._new_flows = False
         self._last_pub = 0.0  # monotonic time of the last snapshot
+        self._fold_ids: dict[str, int] = {}  # server -> id of its folded half-open row
+        self.notes: tuple[str, ...] = ()  # one-line notes for the status line (root...)
+
+    def _forget(self, fl: Flow) -> None:
+        """The flow table evicted this connection (its cap): drop what we keep beside it."""
+        fid = fl.id
+        for d in (self._rates, self._ring, self._ring_dropped, self._proc, self._rows,
+                  self._names):
+            d.pop(fid, None)
+        self._dirty.discard(fid)
 
     # ---- thread control ---------------------------------------------------------------
     def start(self) -> Monitor:
@@ -304,6 +258,8 @@ class Monitor:
         st = self.capture.stats
         if st.error and not self._error:
             self._error = f"capture damaged at {st.stopped_at}: {st.error}"
+        if st.link_problem() and not self._error:
+            self._error = st.link_problem()
         # the capture is over: keep answering view changes until stopped
         while not self._stop.is_set():
             self._publish()
@@ -431,13 +387,15 @@ class Monitor:
             # row once at the end (rates "now" are then those at the end of the capture)
             if self._done and not self._final:
                 self._final = True
-                touched = range(len(flows))
+                touched = list(flows)
             for fid in touched:
                 cache[fid] = self._row(flows[fid], now)
             return list(cache.values())
         self._recent.append(touched)
         for fid in set().union(*self._recent):
-            cache[fid] = self._row(flows[fid], now)
+            fl = flows.get(fid)
+            if fl is not None:  # else evicted since (the flow cap)
+                cache[fid] = self._row(fl, now)
         out = []
         for fid, row in list(cache.items()):
             if row.closed and now - int(row.last * 1e9) > self.linger_ns:
@@ -455,11 +413,16 @@ class Monitor:
         now = self._now_ns()
         view = self.view
         rows = self._rows_now(now)
-        pred = compile_filter(view.filter)
+        try:
+            pred = compile_filter(view.filter)
+        except FilterError:
+            pred = None  # the UI checks the text first; a bad filter filters nothing
         if view.problems:
             rows = [r for r in rows if r.badges]
         if pred is not None:
             rows = [r for r in rows if pred(r)]
+        else:
+            rows = self._fold_half_open(rows)
         key = SORT_KEYS.get(view.sort, SORT_KEYS["activity"])
         nows = now / 1e9
         rows.sort(key=lambda r: key(r, nows), reverse=view.reverse)
@@ -479,20 +442,51 @@ class Monitor:
         self._seq += 1
         snap = Snapshot(
             seq=self._seq, source=self.capture.source, engine=self.capture.engine,
-            mode=self.mode, packets=st.packets, tcp=st.tcp, bytes=st.bytes,
+            mode=self.mode, packets=st.packets, tcp=st.tcp, non_tcp=st.non_tcp,
+            undecodable=st.undecodable, bytes=st.bytes,
             dropped=st.dropped, pps=pps, bps=bps, flows_total=len(t.flows),
-            flows_active=active, elapsed=elapsed, now=nows, rows=shown, matched=matched,
+            flows_active=active, evicted=t.evicted.flows, elapsed=elapsed, now=nows,
+            rows=shown, matched=matched,
             hidden=matched - len(shown), view=view, done=self._done, error=self._error,
             saved=self.saved, detail=self._detail_for(self.focus, now),
             procmap=self.procmap is not None,
-            notes=(save_err,) if save_err else ())
+            notes=self.notes + ((save_err,) if save_err else ()))
         self.latest = snap
         self._last_pub = time.monotonic()
         self.snapshots += 1
         self.build_seconds += time.perf_counter() - t_start
 
+    def _fold_half_open(self, rows: list[FlowRow]) -> list[FlowRow]:
+        """A SYN flood or a scan must not drown the table: HALF_OPEN_FOLD or more half-open attempts
+        (a SYN, no answer) to one server become one row, with the evicted ones counted in.
+        Its id is negative; filtering (state:S0 port:N) lists the attempts one by one."""
+        groups: dict[str, list[FlowRow]] = {}
+        for r in rows:
+            if r.state == HALF_OPEN_STATE:
+                groups.setdefault(r.server, []).append(r)
+        big = {k: v for k, v in groups.items() if len(v) >= HALF_OPEN_FOLD}
+        if not big:
+            return rows
+        out = [r for r in rows if r.state != HALF_OPEN_STATE or r.server not in big]
+        gone = self.table.evicted.half_open
+        for server, members in big.items():
+            fid = self._fold_ids.setdefault(server, -1 - len(self._fold_ids))
+            n = len(members) + gone.get(server, 0)
+            addrs = len({m.caddr for m in members})
+            first = members[0]
+            out.append(FlowRow(
+                id=fid, client=f"{n:,} half-open from {addrs:,} addr", server=server,
+                caddr="", cport=0, saddr=first.saddr, sport=first.sport,
+                proc=next((m.proc for m in members if m.proc is not None), None),
+                proc_side=first.proc_side, state=HALF_OPEN_STATE, closed=False,
+                start=min(m.start for m in members), last=max(m.last for m in members),
+                irtt=None, srtt=None, up=0, down=0, rate=sum(m.rate for m in members),
+                retx=sum(m.retx for m in members), zwin=0.0, badges=("FLOOD",),
+                packets=sum(m.packets for m in members)))
+        return out
+
     def _detail_for(self, fid: int | None, now: int) -> FlowDetail | None:
-        if fid is None or fid >= len(self.table.flows):
+        if fid is None or fid not in self.table.flows:
             return None
         fl = self.table.flows[fid]
         old = self._detail

@@ -20,7 +20,7 @@ def table_of(records):
     t = FlowTable()
     for r in records:
         t.feed(r)
-    return [flow_summary(f) for f in t.flows]
+    return [flow_summary(f) for f in t.flows.values()]
 
 
 @pytest.mark.parametrize("path", CAPTURES, ids=[p.name for p in CAPTURES])

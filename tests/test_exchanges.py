@@ -38,7 +38,7 @@ def flows_of(path: str) -> list:
     t = FlowTable()
     for r in iter_file(path, CaptureStats()):
         t.feed(r)
-    return t.flows
+    return list(t.flows.values())
 
 
 def tshark_http(path: str):

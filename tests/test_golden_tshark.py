@@ -79,7 +79,7 @@ def test_flows_packets_bytes_irtt_equal_tshark(both):
         if f["irtt"] is not None:
             s["irtt"] = f["irtt"]
     assert len(table.flows) == len(streams)
-    for fl in table.flows:
+    for fl in table.flows.values():
         s = streams[fl.id]
         ckey = (fmt_addr(fl.client[0]), fl.client[1])
         skey = (fmt_addr(fl.server[0]), fl.server[1])
@@ -102,7 +102,7 @@ def test_connection_count_and_frames_equal_conv_tcp(both):
     if path.name == "truncated-header.pcap":  # CONV_TAP
         return
     ours = sorted(sorted([fl.dirs[0].packets, fl.dirs[1].packets]) + [
-        fl.dirs[0].packets + fl.dirs[1].packets] for fl in table.flows)
+        fl.dirs[0].packets + fl.dirs[1].packets] for fl in table.flows.values())
     theirs = sorted(sorted([left, right]) + [total] for _a, _pa, _b, _pb, left, right, total
                     in conv)
     assert ours == theirs
@@ -115,7 +115,7 @@ def test_per_flow_counts_equal_tshark(both):
         for name in f["flags"]:
             counts[(f["stream"], (f["src"], f["sport"]), name)] = counts.get(
                 (f["stream"], (f["src"], f["sport"]), name), 0) + 1
-    for fl in table.flows:
+    for fl in table.flows.values():
         summ = flow_summary(fl)
         for side, ep in (("c2s", fl.client), ("s2c", fl.server)):
             key = (fl.id, (fmt_addr(ep[0]), ep[1]))
@@ -160,5 +160,5 @@ def test_rtt_samples_match_tshark_ack_rtt(both):
             assert round(sample * 1e6) == round(theirs_rtt * 1e6), r.num
             checked += 1
     if any(f["ack_rtt"] for f in theirs.values()) and not any(
-            fl.dirs[0].rtt.n_ts or fl.dirs[1].rtt.n_ts for fl in table.flows):
+            fl.dirs[0].rtt.n_ts or fl.dirs[1].rtt.n_ts for fl in table.flows.values()):
         assert checked > 0

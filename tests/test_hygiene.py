@@ -10,9 +10,10 @@ PKG = Path(__file__).resolve().parent.parent / "tcpwatch"
 ALLOWED = {
     "capture": {"capture", "errors"},
     "analysis": {"analysis", "capture.record"},
-    "report": {"report", "analysis", "capture", "errors", "safe"},
+    "report": {"report", "analysis", "capture", "errors", "safe", "viewfilter"},
     # the live-analysis thread and the process map: no UI
-    "monitor.py": {"analysis", "capture", "procmap", "errors"},
+    "monitor.py": {"analysis", "capture", "procmap", "errors", "viewfilter"},
+    "viewfilter.py": set(),
     "procmap.py": set(),
     "ui": {"ui", "monitor", "analysis", "capture", "errors", "safe", "procmap"},
 }

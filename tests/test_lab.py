@@ -100,7 +100,7 @@ def analyse(lab: Lab) -> list:
     t = FlowTable()
     for r in iter_file(str(lab.pcap), CaptureStats()):
         t.feed(r)
-    return t.flows
+    return list(t.flows.values())
 
 
 def run(tmp_path, mode: str, n: int = 1, path: str = "/", think: float = 0.0,

@@ -10,7 +10,6 @@ import shutil
 import socket
 import subprocess
 import sys
-import tempfile
 import textwrap
 import time
 import uuid
@@ -24,6 +23,7 @@ pytestmark = [
     pytest.mark.timeout(120),
 ]
 
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SERVER = textwrap.dedent("""
     import sys
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -127,42 +127,59 @@ def test_live_dashboard_in_tmux_finds_the_client_process(tmp_path):
             subprocess.run(["kill", line.split()[0]], capture_output=True)
 
 
-@pytest.mark.parametrize("sig", ["HUP", "TERM", "KILL"])
+@pytest.mark.parametrize("sig", ["q", "INT", "HUP", "TERM", "KILL"])
 def test_signals_leave_no_capture_behind(sig, tmp_path):
+    """Every way out restores the terminal, leaves no dumpcap, keeps the -w file readable by
+    capinfos (but SIGKILL, which nothing can catch), and writes nothing anywhere else: the
+    working directory, TMPDIR and HOME stay empty."""
     port = free_port()
     session = f"tw-{uuid.uuid4().hex[:8]}"
     marker = f"tcp port {port}"
-    tmp = tempfile.gettempdir()
-    before = {d for d in os.listdir(tmp) if d.startswith("tcpwatch-")}
+    quiet = tmp_path / "quiet"  # cwd, TMPDIR and HOME of tcpwatch
+    quiet.mkdir()
+    saved = tmp_path / "saved.pcapng"
+    procs = [subprocess.Popen([sys.executable, "-c", SERVER, str(port)])]
     try:
         subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", "160", "-y", "40"],
                        check=True)
-        keys(session, f"{sys.executable} -m tcpwatch -i lo -f '{marker}'; "
-                      "echo TCPWATCH_EXIT=$?", "Enter")
+        keys(session, f"cd {quiet} && TMPDIR={quiet} HOME={quiet} PYTHONPATH={ROOT} "
+                      f"PYTHONDONTWRITEBYTECODE=1 {sys.executable} -m tcpwatch -i lo "
+                      f"-f '{marker}' -w {saved}; echo TCPWATCH_EXIT=$?", "Enter")
         wait_for(session, "flows", 20)
         assert capture_procs(port), "dumpcap should be running"
+        procs.append(subprocess.Popen([sys.executable, "-c", CLIENT, str(port), "3"]))
+        wait_for(session, f"127.0.0.1:{port}", 20)
         me = subprocess.run(["pgrep", "-f", f"tcpwatch -i lo -f {marker}"],
                             capture_output=True, text=True).stdout.split()
         assert me
-        subprocess.run(["kill", f"-{sig}", *me], check=True)
+        if sig == "q":
+            keys(session, "q")
+        else:
+            subprocess.run(["kill", f"-{sig}", *me], check=True)
         end = time.time() + 15
         while time.time() < end and not re.search(r"TCPWATCH_EXIT=\d", pane(session)):
             time.sleep(0.2)
         code = re.search(r"TCPWATCH_EXIT=(\d+)", pane(session))
         assert code, pane(session)
         if sig != "KILL":
-            assert code.group(1) == "130"  # cleaned up like Ctrl+C
+            # q quits; Textual turns SIGINT into a quit (0); HUP/TERM end like Ctrl+C (130)
+            assert code.group(1) in {"q": ("0",), "INT": ("0", "130")}.get(sig, ("130",))
         for _ in range(40):  # SIGKILL: the kernel's parent-death signal stops dumpcap
             if not capture_procs(port):
                 break
             time.sleep(0.1)
         assert not capture_procs(port), "a capture process survived"
-        left = {d for d in os.listdir(tmp) if d.startswith("tcpwatch-")} - before
-        # the private copy for dissection is removed on every exit but SIGKILL's
-        assert (left == set()) if sig != "KILL" else len(left) <= 1
+        assert list(quiet.iterdir()) == [], "tcpwatch wrote outside the paths it was given"
+        if sig != "KILL":
+            info = subprocess.run(["capinfos", "-c", "-M", str(saved)], capture_output=True,
+                                  text=True)
+            assert info.returncode == 0, info.stderr
+            n = int(re.search(r"Number of packets:\s+(\d+)", info.stdout).group(1))
+            assert n > 0
     finally:
+        for p in procs:
+            p.kill()
+            p.wait()
         subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
         for line in capture_procs(port):
             subprocess.run(["kill", line.split()[0]], capture_output=True)
-        for d in {d for d in os.listdir(tmp) if d.startswith("tcpwatch-")} - before:
-            shutil.rmtree(os.path.join(tmp, d), ignore_errors=True)

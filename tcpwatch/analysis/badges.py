@@ -11,6 +11,11 @@ ERROR, WARN, INFO = "error", "warn", "info"
 
 # tag: (severity, one-line meaning, what it costs a request, with its RFC)
 BADGES: dict[str, tuple[str, str, str]] = {
+    "FLOOD": (ERROR, "half-open attempts",
+              "Many SYNs to this server got no answer (Zeek state S0): a SYN flood, a port "
+              "scan, or a server whose accept queue overflows (RFC 4987). Each attempt holds "
+              "a half-open slot until it times out; clients see connect timeouts of 1 s, "
+              "3 s, 7 s... (RFC 6298 5.5). Filter state:S0 to list them."),
     "REJ": (ERROR, "connection refused",
             "The server answered the SYN with a RST: nothing listens on that port, or a "
             "firewall rejects it (RFC 9293 3.10.7.1). The request fails at once."),

@@ -20,6 +20,8 @@ COUNTERS = ("retransmission", "fast_retransmission", "spurious_retransmission",
             "ack_lost_segment", "duplicate_ack", "zero_window", "zero_window_probe",
             "zero_window_probe_ack", "keep_alive", "keep_alive_ack", "window_update",
             "window_full", "ooo_resent")
+NO_COUNTS: dict[str, int] = dict.fromkeys(COUNTERS, 0)  # shared, read-only: never written
+EMPTY: deque = deque(maxlen=0)  # shared stand-in for a deque not created yet: never appended
 
 
 class Direction:
@@ -63,9 +65,12 @@ class Direction:
         self.unique_payload = 0  # payload bytes that advanced snd_nxt (goodput numerator)
         self.first_ts: int | None = None
         self.last_ts = 0
-        self.counts = dict.fromkeys(COUNTERS, 0)
+        # counters are created at the first analysis event (most flows never have one)
+        self.counts: dict[str, int] = NO_COUNTS
         self.rtt = RttEstimator()
-        self.unacked: deque[list] = deque()  # [seq, nextseq, ts, retransmitted]
+        # deques are created at their first append: a SYN-only flow (a scan, a flood) costs
+        # a few hundred bytes instead of kilobytes
+        self.unacked: deque[list] = EMPTY  # [seq, nextseq, ts, retransmitted]
         self.tsvals: dict[int, int] = {}  # TSval -> time first sent
         self.wnd_last: int | None = None  # scaled advertised window, bytes
         self.wnd_min: int | None = None
@@ -78,9 +83,9 @@ class Direction:
         self.inflight_last = 0
         self.inflight_max = 0
         # (time, advertised window of this side) at every change
-        self.series: deque[tuple[int, int]] = deque(maxlen=SERIES_MAX)
+        self.series: deque[tuple[int, int]] = EMPTY
         # (time, bytes in flight sent by this side) at every data segment
-        self.flight: deque[tuple[int, int]] = deque(maxlen=SERIES_MAX)
+        self.flight: deque[tuple[int, int]] = EMPTY
         self.first_data_seq: int | None = None
 
     def scaled(self, raw: int, syn: bool) -> int:

@@ -19,6 +19,7 @@ G = 0.001
 RTO_MIN = 1.0
 RTO_INITIAL = 1.0
 SERIES_MAX = 1024  # RTT samples kept per direction for plots (bounded memory per flow)
+_EMPTY: deque = deque(maxlen=0)
 
 
 class RttEstimator:
@@ -36,7 +37,7 @@ class RttEstimator:
         self.max: float | None = None
         self.sum = 0.0
         self.last: float | None = None
-        self.series: deque[tuple[int, float, float]] = deque(maxlen=SERIES_MAX)
+        self.series: deque[tuple[int, float, float]] = _EMPTY  # created at the first sample
 
     def sample(self, r: float, ts: int, from_ts_echo: bool) -> None:
         """Feed one RTT measurement r (seconds) taken at packet time ts (ns)."""
@@ -56,6 +57,8 @@ class RttEstimator:
         self.max = r if self.max is None or r > self.max else self.max
         self.sum += r
         self.last = r
+        if self.series is _EMPTY:
+            self.series = deque(maxlen=SERIES_MAX)
         self.series.append((ts, r, self.srtt))  # (time, sample, SRTT after it)
 
     @property

@@ -14,10 +14,18 @@ Port reuse: a SYN (or SYN-ACK) whose sequence number differs from the ISN of the
 
 from __future__ import annotations
 
-from ..capture.record import ACK, SYN, PacketRecord
+import heapq
+from collections.abc import Callable
+
+from ..capture.record import ACK, SYN, PacketRecord, fmt_addr
 from .flow import Flow
 
 EPHEMERAL_MIN = 32768
+MAX_FLOWS = 50_000  # connections kept in memory; past it the least recently active go
+EVICT_SHARE = 10  # evict 1/EVICT_SHARE of the cap at a time (amortized: no per-packet cost)
+DEST_MAX = 10_000  # destinations counted separately in the half-open summary
+HALF_OPEN_STATE = "S0"  # Zeek: a SYN seen, no reply (RFC 9293 3.5: a half-open attempt)
+HALF_OPEN_FOLD = 20  # this many half-open attempts to one server are shown as one line/row
 
 
 def endpoint_key(r: PacketRecord) -> tuple:
@@ -38,18 +46,67 @@ def guess_src_is_client(r: PacketRecord) -> tuple[bool, str]:
     return True, "first packet"
 
 
-class FlowTable:
-    """Feed records in capture order; `flows` lists every connection in order of first
-    packet (the index is the flow id, as Wireshark's tcp.stream)."""
+def endpoint_text(ep: tuple, ipv: int) -> str:
+    addr, port = ep
+    return f"[{fmt_addr(addr)}]:{port}" if ipv == 6 else f"{fmt_addr(addr)}:{port}"
 
-    __slots__ = ("flows", "active", "first_ts", "last_ts", "records")
+
+class Evicted:
+    """What the flows that left the table added up to: nothing counted is lost."""
+
+    __slots__ = ("flows", "packets", "bytes", "states", "half_open")
 
     def __init__(self) -> None:
-        self.flows: list[Flow] = []
+        self.flows = 0
+        self.packets = 0
+        self.bytes = 0
+        self.states: dict[str, int] = {}
+        # server endpoint text -> half-open connections evicted
+        self.half_open: dict[str, int] = {}
+
+    def add(self, fl: Flow) -> None:
+        c2s, s2c = fl.dirs
+        self.flows += 1
+        self.packets += c2s.packets + s2c.packets
+        self.bytes += c2s.bytes + s2c.bytes
+        st = fl.life.conn_state(c2s.unique_payload, s2c.unique_payload)
+        self.states[st] = self.states.get(st, 0) + 1
+        if st == HALF_OPEN_STATE:
+            key = endpoint_text(fl.server, fl.ipv)
+            if key not in self.half_open and len(self.half_open) >= DEST_MAX:
+                key = "(other destinations)"
+            self.half_open[key] = self.half_open.get(key, 0) + 1
+
+    def as_dict(self) -> dict:
+        return {"flows": self.flows, "packets": self.packets, "bytes": self.bytes,
+                "states": dict(sorted(self.states.items())),
+                "half_open": dict(sorted(self.half_open.items(), key=lambda kv: -kv[1]))}
+
+
+class FlowTable:
+    """Feed records in capture order; `flows` maps flow id -> connection, in order of first
+    packet (the id is the connection's index, as Wireshark's tcp.stream).
+
+    Memory is bounded: at most `max_flows` connections are kept. Past it, the least recently
+    active are evicted, finished ones first; `evicted` adds up what they carried and
+    `on_evict` (if set) sees each one before it goes."""
+
+    __slots__ = ("flows", "active", "first_ts", "last_ts", "records", "max_flows", "next_id",
+                 "evicted", "on_evict")
+
+    def __init__(self, max_flows: int = MAX_FLOWS,
+                 on_evict: Callable[[Flow], None] | None = None) -> None:
+        if max_flows < 1:
+            raise ValueError("max_flows must be positive")
+        self.flows: dict[int, Flow] = {}
         self.active: dict[tuple, Flow] = {}
         self.first_ts: int | None = None
         self.last_ts = 0
         self.records = 0
+        self.max_flows = max_flows
+        self.next_id = 0
+        self.evicted = Evicted()
+        self.on_evict = on_evict
 
     def feed(self, r: PacketRecord) -> tuple[Flow, int, int]:
         """Returns (flow, direction, analysis event mask)."""
@@ -69,10 +126,44 @@ class FlowTable:
 
     def _new(self, key: tuple, r: PacketRecord, reused: bool) -> Flow:
         src_is_client, why = guess_src_is_client(r)
-        fl = Flow(len(self.flows), r, src_is_client, why, reused)
-        self.flows.append(fl)
+        fid = self.next_id
+        self.next_id = fid + 1
+        fl = Flow(fid, r, src_is_client, why, reused)
+        self.flows[fid] = fl
         self.active[key] = fl
+        if len(self.flows) > self.max_flows:
+            self._evict(fl)
         return fl
+
+    def _evict(self, keep: Flow) -> None:
+        """Drop the least recently active tenth of the cap, finished connections first."""
+        n = max(1, self.max_flows // EVICT_SHARE)
+        victims = heapq.nsmallest(n + 1, self.flows.values(),
+                                  key=lambda f: (not f.closed, f.last_ts, f.id))
+        ev, hook, active = self.evicted, self.on_evict, self.active
+        for fl in victims:
+            if fl is keep or n == 0:
+                continue
+            n -= 1
+            del self.flows[fl.id]
+            key = (fl.client, fl.server) if fl.client <= fl.server else (fl.server, fl.client)
+            if active.get(key) is fl:
+                del active[key]
+            ev.add(fl)
+            if hook is not None:
+                hook(fl)
+
+    def half_open(self) -> dict[str, int]:
+        """Half-open connection attempts (a SYN, no answer) per server endpoint, kept and
+        evicted together, most first."""
+        out = dict(self.evicted.half_open)
+        for fl in self.flows.values():
+            c2s, s2c = fl.dirs
+            if s2c.packets == 0 and fl.life.conn_state(c2s.unique_payload, 0) == \
+                    HALF_OPEN_STATE:
+                key = endpoint_text(fl.server, fl.ipv)
+                out[key] = out.get(key, 0) + 1
+        return dict(sorted(out.items(), key=lambda kv: -kv[1]))
 
     @staticmethod
     def _is_new_incarnation(fl: Flow, r: PacketRecord) -> bool:

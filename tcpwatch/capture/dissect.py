@@ -5,6 +5,10 @@ own event loop. Text is Wireshark's field display, i.e. bytes from the wire: sho
 from __future__ import annotations
 
 import asyncio
+import os
+import re
+import struct
+import threading
 
 from ..errors import UserError
 from . import tools
@@ -42,11 +46,56 @@ def dissect(path: str, frame: int) -> list[tuple[int, str]]:
     """Frame `frame` (1-based, as Wireshark numbers) of the capture at `path`."""
     import pyshark
 
+    def make(loop):
+        return pyshark.FileCapture(path, display_filter=f"frame.number == {int(frame)}",
+                                   eventloop=loop, keep_packets=False,
+                                   tshark_path=tools.find_tool("tshark"))
+    lines = _first_packet(make, frame)
+    if not lines:
+        raise UserError(f"frame {frame} is not in {path} (yet)")
+    return lines
+
+
+def dissect_raw(link: int, ts: int, data: bytes, wire_len: int,
+                frame: int) -> list[tuple[int, str]]:
+    """A frame held in memory (live capture without -w): handed to tshark on a pipe as a
+    one-packet pcap, so nothing is written to disk. Its frame number is restored in the
+    tree."""
+    import pyshark
+
+    head = struct.pack("<IHHiIII", 0xA1B23C4D, 2, 4, 0, 0, 262144, link)  # ns timestamps
+    rec = struct.pack("<IIII", ts // 1_000_000_000, ts % 1_000_000_000, len(data),
+                      max(wire_len, len(data)))
+    rfd, wfd = os.pipe()
+    writer = threading.Thread(target=_write_all, args=(wfd, head + rec + data), daemon=True)
+    writer.start()
+
+    def make(loop):
+        return pyshark.PipeCapture(rfd, eventloop=loop, tshark_path=tools.find_tool("tshark"))
+    try:
+        lines = _first_packet(make, frame)
+    finally:
+        writer.join(timeout=5)
+        os.close(rfd)
+    if not lines:
+        raise UserError(f"tshark could not dissect frame {frame}")
+    number = re.compile(r"^(Frame Number: |Frame )1\b")
+    return [(d, number.sub(lambda m: m.group(1) + str(frame), t, count=1)) for d, t in lines]
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    try:
+        with os.fdopen(fd, "wb") as w:
+            w.write(data)
+    except OSError:  # tshark went away first
+        pass
+
+
+def _first_packet(make, frame: int) -> list[tuple[int, str]]:
+    """The protocol tree of the first packet a pyshark capture yields, on our own loop."""
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
-    cap = pyshark.FileCapture(path, display_filter=f"frame.number == {int(frame)}",
-                              eventloop=loop, keep_packets=False,
-                              tshark_path=tools.find_tool("tshark"))
+    cap = make(loop)
     lines: list[tuple[int, str]] = []
     try:
         for pkt in cap:
@@ -66,6 +115,4 @@ def dissect(path: str, frame: int) -> list[tuple[int, str]]:
             pass
         loop.close()
         asyncio.set_event_loop(None)
-    if not lines:
-        raise UserError(f"frame {frame} is not in {path} (yet)")
     return lines

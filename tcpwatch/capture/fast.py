@@ -12,8 +12,9 @@ from typing import BinaryIO
 
 from ..errors import UserError
 from . import tools
-from .decode import NOT_TCP, decode
+from .decode import NOT_TCP, SUPPORTED_LINKS, decode
 from .pcapio import CaptureFormatError, CaptureTruncated, Reader
+from .rawring import RawRing
 from .record import CaptureStats, PacketRecord
 
 
@@ -35,9 +36,11 @@ def open_capture_file(path: str) -> BinaryIO:
 
 
 def iter_stream(f: BinaryIO, stats: CaptureStats, name: str,
-                stop: threading.Event | None = None) -> Iterator[PacketRecord]:
+                stop: threading.Event | None = None,
+                keep: RawRing | None = None) -> Iterator[PacketRecord]:
     """Decode every frame of a pcap/pcapng stream. A damaged tail stops the iteration (after
-    yielding everything before it) and is recorded in stats.stopped_at / stats.error."""
+    yielding everything before it) and is recorded in stats.stopped_at / stats.error.
+    `keep` holds on to the newest raw frames (live capture, for dissection)."""
     try:
         reader = Reader(f)
     except CaptureFormatError as e:
@@ -53,6 +56,9 @@ def iter_stream(f: BinaryIO, stats: CaptureStats, name: str,
         except StopIteration:
             break
         except CaptureTruncated as e:
+            if num == 0:  # not one whole packet: nothing to report
+                raise UserError(f"{name}: {e} (at byte {reader.offset}), before the first "
+                                "packet: not a complete capture") from None
             stats.error = str(e)
             stats.stopped_at = f"byte {reader.offset}, after frame {num}"
             break
@@ -63,12 +69,17 @@ def iter_stream(f: BinaryIO, stats: CaptureStats, name: str,
         num += 1
         stats.packets += 1
         stats.bytes += fr.wire_len
+        if keep is not None:
+            keep.add(num, fr.link, fr.ts, fr.data, fr.wire_len)
         rec = decode(fr.link, fr.data, fr.wire_len, fr.ts, num)
         if rec.__class__ is int:
             if rec == NOT_TCP:
                 stats.non_tcp += 1
             else:
                 stats.undecodable += 1
+                if fr.link not in SUPPORTED_LINKS:
+                    u = stats.unknown_links
+                    u[fr.link] = u.get(fr.link, 0) + 1
             continue
         stats.tcp += 1
         yield rec  # type: ignore[misc]
@@ -160,8 +171,9 @@ class LiveDumpcap:
     """`dumpcap -w -` on a pipe, decoded by the fast engine. The process is always reaped."""
 
     def __init__(self, iface: str, bpf: str | None, save: str | None = None,
-                 save_max: int | None = None) -> None:
+                 save_max: int | None = None, raw: RawRing | None = None) -> None:
         self.iface, self.bpf, self.save, self.save_max = iface, bpf, save, save_max
+        self.raw = raw
         self.proc: subprocess.Popen | None = None
         self.tee: Tee | None = None
 
@@ -179,7 +191,8 @@ class LiveDumpcap:
             stream = self.tee  # type: ignore[assignment]
         try:
             try:
-                yield from iter_stream(stream, stats, f"dumpcap -i {self.iface}", stop)
+                yield from iter_stream(stream, stats, f"dumpcap -i {self.iface}", stop,
+                                       self.raw)
             except UserError:
                 # dumpcap died before it wrote a header: its stderr says why
                 self.proc.wait(timeout=5)

@@ -105,7 +105,7 @@ class CaptureStats:
     """Totals a capture engine keeps while it runs (read by the report and the header)."""
 
     __slots__ = ("packets", "tcp", "non_tcp", "undecodable", "bytes", "dropped", "stopped_at",
-                 "error")
+                 "error", "unknown_links")
 
     def __init__(self) -> None:
         self.packets = 0  # every frame read
@@ -116,6 +116,15 @@ class CaptureStats:
         self.dropped = 0  # packets the capture (kernel/dumpcap) reported as dropped
         self.stopped_at: str | None = None  # where reading stopped early (truncated input)
         self.error: str | None = None  # the one-line reason it stopped early
+        self.unknown_links: dict[int, int] = {}  # link types we do not decode -> frames
+
+    def link_problem(self) -> str | None:
+        """One line when frames of a link type we do not decode were counted undecodable."""
+        if not self.unknown_links:
+            return None
+        link, n = max(self.unknown_links.items(), key=lambda kv: kv[1])
+        return (f"link type {link} is not one tcpwatch decodes (Ethernet, Linux cooked, raw "
+                f"IP, loopback): {n} frames counted undecodable")
 
     def as_dict(self) -> dict:
         return {s: getattr(self, s) for s in self.__slots__}

@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterator
 
 from ..errors import UserError
+from .rawring import RawRing
 from .record import CaptureStats, PacketRecord
 
 ENGINES = ("fast", "pyshark")
@@ -35,6 +36,9 @@ class Capture:
         self.save = save  # live only: also write the packets to this pcapng file
         self.save_max = save_max  # bytes; None: no limit (the user's own -w file)
         self._live = None
+        # live, fast engine, no -w: the newest frames stay in memory for dissection
+        self.raw: RawRing | None = RawRing() if (
+            iface is not None and save is None and engine == "fast") else None
         self.stats = CaptureStats()
         self.error: BaseException | None = None
         self._q: queue.Queue = queue.Queue(maxsize=64)
@@ -45,6 +49,28 @@ class Capture:
         self._pending: list[PacketRecord] = []
         self.started = 0.0
 
+    def preflight(self) -> None:
+        """Live capture: ask dumpcap to open the interface and compile the capture filter
+        (`dumpcap -d`) before anything starts, so that a missing interface, a filter syntax
+        error or missing rights is one clear line for either engine."""
+        if self.iface is None:
+            return
+        import subprocess
+
+        from . import tools
+        cmd = [tools.find_tool("dumpcap"), "-i", self.iface, "-d"]
+        if self.bpf:
+            cmd += ["-f", self.bpf]
+        try:
+            p = subprocess.run(cmd, capture_output=True, text=True, errors="replace",
+                               timeout=20, stdin=subprocess.DEVNULL)
+        except subprocess.TimeoutExpired:
+            raise UserError(f"dumpcap did not answer for interface '{self.iface}' in 20 s"
+                            ) from None
+        # dumpcap -d exits 0 even when it fails: success is the compiled program on stdout
+        if "(000)" not in p.stdout:
+            raise UserError(tools.explain_dumpcap_error(p.stderr, self.iface))
+
     @property
     def source(self) -> str:
         return self.file if self.file is not None else f"interface {self.iface}"
@@ -54,7 +80,8 @@ class Capture:
             from . import fast
             if self.file is not None:
                 return fast.iter_file(self.file, self.stats, self._stop)
-            self._live = fast.LiveDumpcap(self.iface, self.bpf, self.save, self.save_max)
+            self._live = fast.LiveDumpcap(self.iface, self.bpf, self.save, self.save_max,
+                                          self.raw)
             return self._live.records(self.stats, self._stop)
         from . import pyshark_engine
         return pyshark_engine.records(self.file, self.iface, self.bpf, self.stats, self._stop,

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 from ..analysis.diagnosis import diagnose_capture
 from ..analysis.summary import SCHEMA_VERSION, flow_summary
-from ..analysis.table import FlowTable
+from ..analysis.table import MAX_FLOWS, FlowTable
 from ..capture.session import Capture
 
 
-def analyse(capture: Capture) -> tuple[FlowTable, BaseException | None]:
+def analyse(capture: Capture, max_flows: int = MAX_FLOWS
+            ) -> tuple[FlowTable, BaseException | None]:
     """Feed every record to a FlowTable. An error from the capture is returned, not raised,
     so that everything analysed before it is still reported."""
-    table = FlowTable()
+    table = FlowTable(max_flows)
     feed = table.feed
     err = None
     capture.start()
@@ -26,8 +29,22 @@ def analyse(capture: Capture) -> tuple[FlowTable, BaseException | None]:
     return table, err
 
 
-def build(table: FlowTable, capture: Capture) -> dict:
+def _row(s: dict) -> SimpleNamespace:
+    """A flow summary in the shape the dashboard's filter reads (monitor.FlowRow)."""
+    c, v = s["client"], s["server"]
+    badges = tuple(sorted({d["badge"] for d in s["diagnosis"]}))
+    return SimpleNamespace(id=s["id"], proc=None, caddr=c["addr"], cport=c["port"],
+                           saddr=v["addr"], sport=v["port"], state=s["state"],
+                           closed=s["closed"], badges=badges,
+                           client=f"{c['addr']}:{c['port']}", server=f"{v['addr']}:{v['port']}")
+
+
+def build(table: FlowTable, capture: Capture, pred=None) -> dict:
+    """The report; `pred` (monitor.compile_filter) keeps only the flows it matches."""
     st = capture.stats
+    flows = [flow_summary(f) for f in table.flows.values()]
+    if pred is not None:
+        flows = [s for s in flows if pred(_row(s))]
     return {
         "schema": SCHEMA_VERSION,
         "source": capture.source,
@@ -39,13 +56,18 @@ def build(table: FlowTable, capture: Capture) -> dict:
             "undecodable": st.undecodable,
             "bytes": st.bytes,
             "dropped": st.dropped,
-            "flows": len(table.flows),
+            "flows": len(table.flows),  # connections listed below
+            "flows_seen": table.next_id,  # listed + evicted
             "first": None if table.first_ts is None else table.first_ts / 1e9,
             "last": None if table.first_ts is None else table.last_ts / 1e9,
             "stopped_at": st.stopped_at,  # where a damaged capture stopped being read
             "error": st.error,
         },
-        "flows": [flow_summary(f) for f in table.flows],
+        # connections past the flow cap (--max-flows), least recently active first: added up
+        "evicted": table.evicted.as_dict(),
+        # half-open attempts (SYN, no answer) per server endpoint, listed and evicted
+        "half_open": table.half_open(),
+        "flows": flows,
         # findings across connections (connection churn)
-        "diagnosis": [x.as_dict() for x in diagnose_capture(table.flows)],
+        "diagnosis": [x.as_dict() for x in diagnose_capture(list(table.flows.values()))],
     }

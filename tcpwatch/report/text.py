@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import humanize
 
+from ..analysis.table import HALF_OPEN_FOLD, HALF_OPEN_STATE
 from ..safe import inert
 
 
@@ -34,7 +35,11 @@ COLUMNS = ("id", "client -> server", "state", "duration", "pkts c>s/s>c", "bytes
 
 def render(report: dict, limit: int | None = None) -> str:
     rows = []
-    for f in report["flows"][:limit]:
+    # a SYN flood or a scan is summarised per destination below, not listed attempt by attempt
+    folded = {k for k, n in report["half_open"].items() if n >= HALF_OPEN_FOLD}
+    listed = [f for f in report["flows"] if not (
+        f["state"] == HALF_OPEN_STATE and _ep(f["server"], f["ip_version"] == 6) in folded)]
+    for f in listed[:limit]:
         v6 = f["ip_version"] == 6
         c2s, s2c = f["c2s"], f["s2c"]
         srtt = s2c["rtt"]["srtt"] if s2c["rtt"]["srtt"] is not None else c2s["rtt"]["srtt"]
@@ -59,16 +64,29 @@ def render(report: dict, limit: int | None = None) -> str:
     for r in rows:
         lines.append("  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip())
     t = report["totals"]
-    more = len(report["flows"]) - len(rows)
+    more = len(listed) - len(rows)
     if more > 0:
         lines.append(f"... {more} more flows (use --json, or --limit 0 for all)")
     span = (t["last"] - t["first"]) if t["first"] is not None else 0.0
     lines.append("")
     lines.append(
         f"{inert(report['source'])} ({report['engine']} engine): "
-        f"{humanize.intcomma(t['packets'])} packets, {_size(t['bytes'])} in {_dur(span)}; "
-        f"TCP {humanize.intcomma(t['tcp_packets'])}, non-TCP {humanize.intcomma(t['non_tcp'])}, "
-        f"undecodable {t['undecodable']}, dropped {t['dropped']}; {t['flows']} connections")
+        f"{humanize.intcomma(t['packets'])} packets = TCP {humanize.intcomma(t['tcp_packets'])}"
+        f" + non-TCP {humanize.intcomma(t['non_tcp'])} + undecodable "
+        f"{humanize.intcomma(t['undecodable'])}; {_size(t['bytes'])} in {_dur(span)}; "
+        f"dropped {t['dropped']}; {humanize.intcomma(t['flows_seen'])} connections")
+    ev = report["evicted"]
+    if ev["flows"]:
+        lines.append(f"{humanize.intcomma(ev['flows'])} connections past the flow cap were "
+                     f"evicted (least recently active first) and are not listed; their "
+                     f"{humanize.intcomma(ev['packets'])} packets are in the totals "
+                     f"(--max-flows raises the cap)")
+    if folded:
+        lines.append("")
+        lines.append("half-open attempts (SYN, no answer) by destination")
+        for server, n in report["half_open"].items():
+            if server in folded:
+                lines.append(f"  {inert(server)}  {humanize.intcomma(n)}")
     if t["stopped_at"]:
         lines.append(f"stopped early at {t['stopped_at']}: {t['error']}")
     lines += _slowest(report)

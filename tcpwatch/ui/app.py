@@ -15,7 +15,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Input, Static
 
 from ..analysis.badges import BADGES, ERROR, WARN
-from ..monitor import Monitor, Snapshot, ViewSpec
+from ..monitor import FilterError, Monitor, Snapshot, ViewSpec, compile_filter
 from . import fmt
 from .help import COLUMNS, HelpScreen
 
@@ -67,6 +67,8 @@ def same_cell(a, b) -> bool:
 
 
 class MainScreen(Screen):
+    filter_error: str | None = None  # the filter box holds text that is not a filter
+
     BINDINGS = [
         Binding("slash", "focus_filter", "Filter"),
         Binding("p", "problems", "Problems"),
@@ -90,6 +92,8 @@ class MainScreen(Screen):
 
     def on_mount(self) -> None:
         self.query_one("#flows", DataTable).focus()
+        if self.app.monitor.view.filter:  # --filter on the command line
+            self.query_one("#filter", Input).value = self.app.monitor.view.filter
 
     # ---- actions ----------------------------------------------------------------------
     def action_focus_filter(self) -> None:
@@ -118,6 +122,13 @@ class MainScreen(Screen):
     # ---- events -----------------------------------------------------------------------
     def on_input_changed(self, event: Input.Changed) -> None:
         if event.input.id == "filter":
+            try:
+                compile_filter(event.value)
+            except FilterError as e:
+                self.filter_error = str(e)  # shown in the status line; the view stays
+                self.app.apply(force=True)
+                return
+            self.filter_error = None
             self.app.set_view(filter=event.value)
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
@@ -146,9 +157,14 @@ class MainScreen(Screen):
         # a file by its name (the full path is what the user typed; the header stays short)
         name = os.path.basename(s.source) if s.mode != "live" else s.source
         t.append_text(fmt.untrusted(name, 60, "bold cyan"))
-        t.append(f" · {s.engine} · {fmt.count(s.packets)} pkts {fmt.size(s.bytes)} · "
-                 f"now {fmt.per_s(s.pps)} pkt/s {fmt.rate(s.bps)} · flows {s.flows_active} "
-                 f"active / {fmt.count(s.flows_total)} · dropped ")
+        # every frame is accounted for: packets = tcp + other + undecodable
+        t.append(f" · {s.engine} · {fmt.count(s.packets)} pkts = {fmt.count(s.tcp)} tcp + "
+                 f"{fmt.count(s.non_tcp)} other + {fmt.count(s.undecodable)} bad · "
+                 f"{fmt.size(s.bytes)} · now {fmt.per_s(s.pps)} pkt/s {fmt.rate(s.bps)} · "
+                 f"flows {s.flows_active} active / {fmt.count(s.flows_total)}")
+        if s.evicted:
+            t.append(f" (+{fmt.count(s.evicted)} evicted)", style="yellow")
+        t.append(" · dropped ")
         t.append(fmt.count(s.dropped), style="bold red" if s.dropped else "")
         t.append(f" · {fmt.dur(s.elapsed)}")
         if s.mode != "live" and not s.done:
@@ -162,6 +178,9 @@ class MainScreen(Screen):
         if v.filter:
             st.append(" · filter ")
             st.append_text(fmt.untrusted(v.filter, 60, "bold"))
+        if self.filter_error:
+            st.append(" · bad filter: ", style="bold red")
+            st.append_text(fmt.untrusted(self.filter_error, 80, "bold red"))
         if v.problems:
             st.append(" · problems only", style="bold yellow")
         if paused:
@@ -172,6 +191,9 @@ class MainScreen(Screen):
         if s.error:
             st.append(" · ")
             st.append_text(fmt.untrusted(s.error, 120, "bold red"))
+        for note in s.notes:
+            st.append(" · ")
+            st.append_text(fmt.untrusted(note, 120, "bold yellow"))
         hdr.refresh()
         self.query_one("#status", Static).update(st)
         if not paused:
@@ -300,6 +322,15 @@ class TcpwatchApp(App):
 
     def open_flow(self, fid: int) -> None:
         from .flow_screen import FlowScreen
+        if fid < 0:  # a folded row of half-open attempts: list them instead
+            s = self.monitor.latest
+            row = next((r for r in s.rows if r.id == fid), None) if s is not None else None
+            if row is not None:
+                self.set_view(filter=f"state:S0 addr:{row.saddr} port:{row.sport}")
+                main = self._main()
+                if main is not None:
+                    main.query_one("#filter", Input).value = self.monitor.view.filter
+            return
         self.monitor.focus = fid
         self.monitor.poke()
         self.push_screen(FlowScreen(fid))

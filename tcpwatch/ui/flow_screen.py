@@ -360,18 +360,30 @@ class FlowScreen(Screen):
         frame = int(event.row_key.value)
         tree = self.query_one("#dissection", Tree)
         tree.clear()
-        if self.saved is None or self.saved == "-":
-            tree.root.set_label(Text("no capture file to dissect from (standard input)"))
+        raw = self.app.monitor.capture.raw
+        if (self.saved is None or self.saved == "-") and raw is None:
+            why = "standard input" if self.saved == "-" else \
+                "live capture with the pyshark engine: add -w FILE"
+            tree.root.set_label(Text(f"no capture file to dissect from ({why})"))
             return
         tree.root.set_label(Text(f"frame {frame}: asking tshark…"))
         self.dissect(self.saved, frame)
 
     @work(thread=True, exclusive=True, group="dissect")
-    def dissect(self, path: str, frame: int) -> None:
-        from ..capture.dissect import dissect
-        self.app.monitor.capture.flush_saved()
+    def dissect(self, path: str | None, frame: int) -> None:
+        from ..capture.dissect import dissect, dissect_raw
+        capture = self.app.monitor.capture
+        capture.flush_saved()
         try:
-            lines = dissect(path, frame)
+            if path is None or path == "-":
+                held = capture.raw.get(frame) if capture.raw is not None else None
+                if held is None:
+                    raise UserError(f"frame {frame} is no longer held in memory (the newest "
+                                    f"{capture.raw.max_bytes >> 20} MiB are): capture with "
+                                    "-w FILE to dissect any packet")
+                lines = dissect_raw(*held, frame)
+            else:
+                lines = dissect(path, frame)
             err = None
         except UserError as e:
             lines, err = [], e.message

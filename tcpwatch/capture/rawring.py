@@ -1,0 +1,35 @@
+"""The newest raw frames of a live capture, kept in memory for the drill-down's dissection
+when the user did not ask for a file (-w): nothing is written to disk. Bounded by bytes;
+the oldest frames go first."""
+
+from __future__ import annotations
+
+import threading
+
+RAW_MAX_BYTES = 64 << 20  # frame bytes kept for dissection (live capture without -w)
+
+
+class RawRing:
+    def __init__(self, max_bytes: int = RAW_MAX_BYTES) -> None:
+        self.max_bytes = max_bytes
+        self.bytes = 0
+        self.evicted = 0
+        self._frames: dict[int, tuple[int, int, bytes, int]] = {}  # num -> link, ts, data, len
+        self._lock = threading.Lock()
+
+    def add(self, num: int, link: int, ts: int, data: bytes, wire_len: int) -> None:
+        with self._lock:
+            frames = self._frames
+            frames[num] = (link, ts, data, wire_len)
+            self.bytes += len(data)
+            while self.bytes > self.max_bytes and frames:
+                old = next(iter(frames))
+                self.bytes -= len(frames.pop(old)[2])
+                self.evicted += 1
+
+    def get(self, num: int) -> tuple[int, int, bytes, int] | None:
+        with self._lock:
+            return self._frames.get(num)
+
+    def __len__(self) -> int:
+        return len(self._frames)
