@@ -90,3 +90,12 @@ def pcapng_file(frames, link=1, tsresol=None):
         ts = (1_700_000_000 + i) * (10**9 if tsresol == 9 else 10**6) + 7
         out += block(6, struct.pack("<IIIII", 0, ts >> 32, ts & 0xFFFFFFFF, len(f), len(f)) + f)
     return out
+
+
+def client_hello(sni: str) -> bytes:
+    name = sni.encode("latin-1")
+    ext = struct.pack("!HHHBH", 0, len(name) + 5, len(name) + 3, 0, len(name)) + name
+    body = (b"\x03\x03" + b"\x11" * 32 + b"\x00" + b"\x00\x02\x13\x01" + b"\x01\x00"
+            + struct.pack("!H", len(ext)) + ext)
+    hs = b"\x01" + len(body).to_bytes(3, "big") + body
+    return b"\x16\x03\x01" + struct.pack("!H", len(hs)) + hs

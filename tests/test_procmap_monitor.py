@@ -16,7 +16,7 @@ from builders import Conv
 from tcpwatch.analysis.table import FlowTable
 from tcpwatch.capture.session import Capture
 from tcpwatch.cli import demo_capture
-from tcpwatch.monitor import SORT_KEYS, FlowRow, Monitor, ViewSpec, compile_filter
+from tcpwatch.monitor import SORT_KEYS, FilterError, FlowRow, Monitor, ViewSpec, compile_filter
 from tcpwatch.procmap import UNKNOWN, ProcInfo, ProcMap, norm_addr
 
 
@@ -146,7 +146,10 @@ def test_filter_terms():
     assert ids("badge:rto") == [0] and ids("state:sf") == [1] and ids("state:open") == [0, 2]
     assert ids("port:443") == [2] and ids("addr:192.168") == [2] and ids("!nginx") == [1, 2]
     assert ids("nginx rto") == [0] and ids("nginx sf") == []
-    assert ids("bogus:x") == []  # an unknown field is plain text, not an error
+    assert ids("10.0.0:443") == []  # an address with a port is a plain word, not a field
+    for bad in ("bogus:x", "port:http", 'proc:"x'):  # said, not silently matched as text
+        with pytest.raises(FilterError):
+            compile_filter(bad)
     assert compile_filter("   ") is None
 
 

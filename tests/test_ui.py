@@ -9,7 +9,7 @@ import struct
 
 import psutil
 import pytest
-from builders import ether, ipv4, pcap_file, tcp_header
+from builders import client_hello, ether, ipv4, pcap_file, tcp_header
 from conftest import NEED_SHARED, NEED_TSHARK
 from oracle import SHARED
 from rich.text import Text
@@ -260,15 +260,6 @@ def test_many_flows_are_cut_to_the_top_n_and_counted():
 # ---- terminal safety -----------------------------------------------------------------
 EVIL_PATH = "/\x1b[31m[bold red]pwned[/bold red]\x1b]0;owned\x07[link=http://x]y[/link]"
 EVIL_SNI = "\x1b[2J[blink]sni[/blink].example"
-
-
-def client_hello(sni: str) -> bytes:
-    name = sni.encode("latin-1")
-    ext = struct.pack("!HHHBH", 0, len(name) + 5, len(name) + 3, 0, len(name)) + name
-    body = (b"\x03\x03" + b"\x11" * 32 + b"\x00" + b"\x00\x02\x13\x01" + b"\x01\x00"
-            + struct.pack("!H", len(ext)) + ext)
-    hs = b"\x01" + len(body).to_bytes(3, "big") + body
-    return b"\x16\x03\x01" + struct.pack("!H", len(hs)) + hs
 
 
 def evil_capture(path) -> None:

@@ -53,6 +53,11 @@ class Finding:
     exchange: int | None = None
     flows: list = field(default_factory=list)  # capture-wide findings: the connections
 
+    def __post_init__(self) -> None:
+        # time lost is a difference of packet timestamps: a capture whose clock steps back
+        # must not report a negative cost
+        self.lost = max(0.0, self.lost)
+
     def as_dict(self) -> dict:
         return {"kind": self.kind, "badge": BADGE[self.kind], "severity": self.severity,
                 "lost": self.lost, "flow": self.flow, "exchange": self.exchange,

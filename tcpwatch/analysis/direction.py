@@ -96,5 +96,5 @@ class Direction:
 
     def zero_window_time(self, now: int) -> int:
         """Total ns spent advertising a zero window, an open episode counted up to `now`."""
-        open_ns = now - self.zw_start if self.zw_start is not None else 0
+        open_ns = max(0, now - self.zw_start) if self.zw_start is not None else 0
         return self.zw_total_ns + open_ns

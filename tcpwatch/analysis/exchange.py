@@ -84,8 +84,10 @@ class Exchanges:
 
     # ---- per segment ----------------------------------------------------------------------
     def on_segment(self, r: PacketRecord, d: int, new: int, m: int, flow) -> None:
-        ts = r.ts
         prev_ts = self.last_ts
+        # exchange times never go backwards (a capture whose clock steps back): every part of
+        # a breakdown stays >= 0
+        ts = r.ts if prev_ts is None or r.ts >= prev_ts else prev_ts
         self.last_ts, self.last_num = ts, r.num
         cur = self.cur
         # zero window advertised by the receiver of direction 1-d... i.e. by this sender
@@ -120,7 +122,7 @@ class Exchanges:
         self.last_data_dir = d
 
     def _client_data(self, r: PacketRecord, new: int, flow) -> None:
-        ts = r.ts
+        ts = self.last_ts  # r.ts, never earlier than the segment before (on_segment)
         new_turn = self.last_data_dir != 0
         if self.tls is None and self.count == 0 and self.cur is None and apps.is_client_hello(
                 r.payload):
@@ -183,7 +185,7 @@ class Exchanges:
         return ex
 
     def _server_data(self, r: PacketRecord, new: int, flow) -> None:
-        ts = r.ts
+        ts = self.last_ts  # r.ts, never earlier than the segment before (on_segment)
         if self.tls is not None and self.tls_done_ts is None:
             if self.tls["rtts"] is None:
                 sh = apps.server_hello(r.payload)
@@ -228,7 +230,8 @@ def breakdown(ex: Exchange, flow, exs: Exchanges) -> dict:
     first = ex.index == 0 and ex.req_start is not None
     start = ex.req_start if ex.req_start is not None else ex.resp_start
     connect = tls = wait = 0
-    if first and hs.syn_ts is not None and hs.ack_ts is not None and hs.ack_ts <= ex.req_start:
+    if first and hs.syn_ts is not None and hs.ack_ts is not None \
+            and hs.syn_ts <= hs.ack_ts <= ex.req_start:
         start = hs.syn_ts
         connect = hs.ack_ts - hs.syn_ts
         pre = ex.req_start - hs.ack_ts

@@ -84,7 +84,8 @@ class Flow:
         rev = self.dirs[1 - d]
         ts = r.ts
         flags = r.flags
-        self.last_ts = ts
+        if ts > self.last_ts:  # a timestamp going backwards never shortens the connection
+            self.last_ts = ts
         self.last_num = r.num
         fwd.packets += 1
         fwd.bytes += r.flen
@@ -92,7 +93,8 @@ class Flow:
         fwd.payload += r.plen
         if fwd.first_ts is None:
             fwd.first_ts = ts
-        fwd.last_ts = ts
+        if ts > fwd.last_ts:
+            fwd.last_ts = ts
         if flags & SYN:
             self.handshake.on_packet(r, d == 0)
             self._window_scale(r, d)
@@ -320,7 +322,7 @@ class Flow:
                     fwd.zw_start = ts
                     fwd.zw_events += 1
             elif r.win and fwd.zw_start is not None:
-                dur = ts - fwd.zw_start
+                dur = max(0, ts - fwd.zw_start)  # >= 0 even if the clock stepped back
                 fwd.zw_total_ns += dur
                 fwd.zw_longest_ns = max(fwd.zw_longest_ns, dur)
                 fwd.zw_start = None

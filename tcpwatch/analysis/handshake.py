@@ -61,7 +61,8 @@ class Handshake:
             # iRTT as Wireshark defines tcp.analysis.initial_rtt: the first ACK without SYN,
             # minus the most recent SYN
             self.ack_ts, self.ack_num = r.ts, r.num
-            self.irtt_ns = r.ts - self.last_syn_ts
+            if r.ts >= self.last_syn_ts:  # a clock stepping back gives no iRTT
+                self.irtt_ns = r.ts - self.last_syn_ts
         if (f & RST and not from_client and self.syn_ts is not None and self.synack_ts is None
                 and self.rejected_ts is None):
             self.rejected_ts = r.ts
@@ -78,7 +79,8 @@ class Handshake:
         if self.synack_ts is not None and self.last_syn_ts is not None \
                 and self.synack_ts >= self.last_syn_ts:
             to_server = (self.synack_ts - self.last_syn_ts) / 1e9
-        if self.ack_ts is not None and self.synack_ts is not None:
+        if self.ack_ts is not None and self.synack_ts is not None \
+                and self.ack_ts >= self.synack_ts:
             to_client = (self.ack_ts - self.synack_ts) / 1e9
         return {
             "syn_time": rel(self.syn_ts), "synack_time": rel(self.synack_ts),

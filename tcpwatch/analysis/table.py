@@ -113,7 +113,8 @@ class FlowTable:
         self.records += 1
         if self.first_ts is None:
             self.first_ts = r.ts
-        self.last_ts = r.ts
+        if r.ts > self.last_ts:
+            self.last_ts = r.ts
         key = endpoint_key(r)
         fl = self.active.get(key)
         if fl is None:
