@@ -59,8 +59,8 @@ def hostile(tmp_path_factory) -> Path:
         b"GET " + LONG_PATH + b" HTTP/1.1\r\nHost: " + EVIL + b"\r\nX-Evil: " + EVIL
         + b"\r\n\r\n",
         b"HTTP/1.1 200 " + EVIL + b"\r\nX-Evil: " + EVIL + b"\r\nContent-Length: 0\r\n\r\n")
-    frames += conversation(40001, 443, client_hello(("\x00" + EVIL.decode("latin-1")
-                                                     + ".example")), b"")
+    frames += conversation(40001, 443, client_hello("\x00" + EVIL.decode("latin-1")
+                                                     + ".example"), b"")
     labels = [b"\x1b]0;dns\x07", b"[bold]b[/bold]", b"\x00\xff", b"example"]
     frames += conversation(40002, 53, dns_query(labels, False), dns_query(labels, True))
     path = tmp_path_factory.mktemp("hostile") / "hostile.pcap"
