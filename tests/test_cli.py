@@ -109,7 +109,7 @@ def test_no_capture_permission():
                         "-i", "lo", "--duration", "2"], capture_output=True, text=True,
                        cwd=ROOT, timeout=60)
     line = one_clean_line(p)
-    assert "permission" in line and "setcap" in line
+    assert "permission" in line and "wireshark" in line
 
 
 def test_tshark_missing(tmp_path):

@@ -198,11 +198,11 @@ class LiveDumpcap:
                 self.proc.wait(timeout=5)
                 err = self.proc.stderr.read().decode(errors="replace")
                 raise UserError(tools.explain_dumpcap_error(err, self.iface)) from None
-            if not stop.is_set():
+            if not stop.is_set():  # dumpcap ended on its own: never normal for a live capture
                 rc = self.proc.wait(timeout=5)
-                if rc:
-                    err = self.proc.stderr.read().decode(errors="replace")
-                    raise UserError(tools.explain_dumpcap_error(err, self.iface))
+                err = self.proc.stderr.read().decode(errors="replace")
+                raise UserError(tools.capture_ended("dumpcap", rc, err, self.iface,
+                                                    stats.packets))
         finally:
             self.close()
 

@@ -118,12 +118,18 @@ def records(file: str | None, iface: str | None, bpf: str | None, stats: Capture
             try:
                 pkt = next(it)
             except StopIteration:
+                if file is None and not stop.is_set():  # tshark ended on its own
+                    raise UserError(tools.capture_ended("tshark", _exit_code(cap), "", iface,
+                                                        stats.packets)) from None
                 break
             except Exception as e:  # tshark said something: a damaged file, a bad iface
                 msg = str(e).strip().splitlines()
                 text = msg[-1] if msg else type(e).__name__
                 if file is None:
-                    raise UserError(tools.explain_dumpcap_error(str(e), iface)) from None
+                    if stop.is_set():
+                        break
+                    raise UserError(tools.capture_ended("tshark", _exit_code(cap), str(e),
+                                                        iface, stats.packets)) from None
                 stats.error = f"tshark stopped: {text}"
                 stats.stopped_at = f"after frame {num}"
                 break
@@ -152,3 +158,12 @@ def records(file: str | None, iface: str | None, bpf: str | None, stats: Capture
             pass
         loop.close()
         asyncio.set_event_loop(None)
+
+
+def _exit_code(cap) -> int | None:
+    """tshark's exit status, if pyshark still holds the process."""
+    for p in list(getattr(cap, "_running_processes", ())):
+        rc = getattr(p, "returncode", None)
+        if rc is not None:
+            return rc
+    return None

@@ -24,10 +24,25 @@ def explain_dumpcap_error(text: str, iface: str) -> str:
         return (f"no capture interface named '{iface}': list them with `ip link` "
                 f"(or `dumpcap -D`), or use -i any")
     if "permission" in low or "operation not permitted" in low or "you don't have" in low:
-        return (f"no permission to capture on '{iface}': run as root, or give dumpcap the "
-                "capability: setcap cap_net_raw,cap_net_admin+eip $(which dumpcap)")
+        return (f"no permission to capture on '{iface}': let your user run dumpcap (Debian: "
+                "sudo dpkg-reconfigure wireshark-common, then sudo usermod -aG wireshark "
+                "$USER and log in again; see README), or run as root")
     if "syntax error" in low or "can't parse filter" in low or "invalid capture filter" in low:
         first = next((ln for ln in text.splitlines() if "filter" in ln.lower()), text.strip())
         return f"bad capture filter: {first.strip()} (see pcap-filter(7))"
     lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
     return f"capture failed: {lines[-1] if lines else 'dumpcap exited with an error'}"
+
+
+def capture_ended(tool: str, rc: int | None, text: str, iface: str, packets: int) -> str:
+    """A live capture whose dumpcap/tshark ended without being asked to: why, in one line.
+    Everything seen before stays analysed (the callers keep it)."""
+    kept = f"after {packets:,} packets; what was seen is kept"
+    low = text.lower()
+    if rc is not None and rc < 0:
+        return f"{tool} was killed (signal {-rc}) {kept}"
+    if "no longer attached" in low or "no longer running" in low or "went down" in low:
+        return f"interface '{iface}' went away: the capture stopped {kept}"
+    if rc == 0 and not text.strip():
+        return f"{tool} stopped {kept}"
+    return f"{explain_dumpcap_error(text, iface)} ({tool} stopped {kept})"
