@@ -106,7 +106,16 @@ def cmd_report(args: argparse.Namespace) -> int:
     capture.preflight()
     if _root_note(args.iface):
         print(f"tcpwatch: note: {ROOT_NOTE}", file=sys.stderr)
-    table, err = run.analyse(capture, args.max_flows)
+    progress = None
+    if sys.stderr.isatty():  # packets, bytes, rate and ETA while a big file is read
+        from .report.progress import Progress
+        progress = Progress(os.path.basename(file) if file else f"-i {args.iface}",
+                            capture.stats, sys.stderr).start()
+    try:
+        table, err = run.analyse(capture, args.max_flows)
+    finally:
+        if progress is not None:
+            progress.stop()
     if isinstance(err, KeyboardInterrupt):
         err = None  # Ctrl+C ends a live capture: report what was seen
     if isinstance(err, UserError) and not table.flows and not capture.stats.packets:

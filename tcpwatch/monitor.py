@@ -121,6 +121,9 @@ class Snapshot:
     detail: FlowDetail | None = None
     procmap: bool = False
     notes: tuple[str, ...] = field(default=())
+    read: float | None = None  # file mode, still reading: share of the file read, 0..1
+    eta: float | None = None  # ... and the wall seconds left at the current pace
+    read_pps: float = 0.0  # ... packets read per wall second so far
 
 
 def _none_last(v):
@@ -439,6 +442,14 @@ class Monitor:
         else:
             elapsed = (now - t.first_ts) / 1e9
         bps, pps = self._total.now(now)
+        read = eta = None
+        read_pps = 0.0
+        if self.mode == "file" and not self._done:
+            wall = time.monotonic() - self._wall0
+            read = st.progress()
+            read_pps = st.packets / wall if wall > 0 else 0.0
+            if read:
+                eta = wall * (1 - read) / read
         self._seq += 1
         snap = Snapshot(
             seq=self._seq, source=self.capture.source, engine=self.capture.engine,
@@ -450,7 +461,8 @@ class Monitor:
             hidden=matched - len(shown), view=view, done=self._done, error=self._error,
             saved=self.saved, detail=self._detail_for(self.focus, now),
             procmap=self.procmap is not None,
-            notes=self.notes + ((save_err,) if save_err else ()))
+            notes=self.notes + ((save_err,) if save_err else ()), read=read, eta=eta,
+            read_pps=read_pps)
         self.latest = snap
         self._last_pub = time.monotonic()
         self.snapshots += 1

@@ -69,6 +69,7 @@ def iter_stream(f: BinaryIO, stats: CaptureStats, name: str,
         num += 1
         stats.packets += 1
         stats.bytes += fr.wire_len
+        stats.read = reader.offset
         if keep is not None:
             keep.add(num, fr.link, fr.ts, fr.data, fr.wire_len)
         rec = decode(fr.link, fr.data, fr.wire_len, fr.ts, num)
@@ -91,6 +92,11 @@ def iter_stream(f: BinaryIO, stats: CaptureStats, name: str,
 def iter_file(path: str, stats: CaptureStats,
               stop: threading.Event | None = None) -> Iterator[PacketRecord]:
     f = open_capture_file(path)
+    if path != "-":
+        try:
+            stats.size = os.fstat(f.fileno()).st_size
+        except (OSError, ValueError):
+            pass
     try:
         yield from iter_stream(f, stats, path, stop)
     finally:

@@ -105,7 +105,7 @@ class CaptureStats:
     """Totals a capture engine keeps while it runs (read by the report and the header)."""
 
     __slots__ = ("packets", "tcp", "non_tcp", "undecodable", "bytes", "dropped", "stopped_at",
-                 "error", "unknown_links")
+                 "error", "unknown_links", "size", "read")
 
     def __init__(self) -> None:
         self.packets = 0  # every frame read
@@ -117,6 +117,14 @@ class CaptureStats:
         self.stopped_at: str | None = None  # where reading stopped early (truncated input)
         self.error: str | None = None  # the one-line reason it stopped early
         self.unknown_links: dict[int, int] = {}  # link types we do not decode -> frames
+        self.size: int | None = None  # a file's size in bytes (for progress), when known
+        self.read = 0  # bytes of the file read so far
+
+    def progress(self) -> float | None:
+        """Share of the file read, 0..1, when its size is known."""
+        if not self.size:
+            return None
+        return min(1.0, self.read / self.size)
 
     def link_problem(self) -> str | None:
         """One line when frames of a link type we do not decode were counted undecodable."""
@@ -127,4 +135,4 @@ class CaptureStats:
                 f"IP, loopback): {n} frames counted undecodable")
 
     def as_dict(self) -> dict:
-        return {s: getattr(self, s) for s in self.__slots__}
+        return {s: getattr(self, s) for s in self.__slots__ if s not in ("size", "read")}

@@ -169,6 +169,10 @@ class MainScreen(Screen):
         t.append(f" · {fmt.dur(s.elapsed)}")
         if s.mode != "live" and not s.done:
             t.append(" · reading…", style="italic")
+            if s.read is not None:
+                t.append(f" {s.read * 100:.0f}% at {fmt.per_s(s.read_pps)} pkt/s", style="italic")
+            if s.eta is not None:
+                t.append(f", ETA {fmt.dur(s.eta)}", style="italic")
         hdr.update(t)
         st = Text()
         v = s.view

@@ -88,5 +88,16 @@ def main(path: str) -> None:
         print(f"{name:44} {secs:8.2f} {count / secs:10.0f} {tshark_s / secs:8.2f}x")
 
 
+def pyshark_slice(path: str, n: int) -> None:
+    """pyshark in JSON mode over the first n packets (bench.py times this process)."""
+    st = CaptureStats()
+    for _ in pyshark_engine.records(path, None, None, st, threading.Event(), mode="json"):
+        if st.packets >= n:
+            break
+
+
 if __name__ == "__main__":
-    main(sys.argv[1])
+    if sys.argv[1] == "--pyshark-slice":
+        pyshark_slice(sys.argv[2], int(sys.argv[3]))
+    else:
+        main(sys.argv[1])
