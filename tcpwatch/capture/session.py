@@ -88,6 +88,14 @@ class Capture:
                                       duration=self.duration, on_close=self._on_close,
                                       save=self.save)
 
+    def iter_records(self) -> Iterator[PacketRecord]:
+        """The records on the caller's own thread, honouring -c (files: no hand-over cost)."""
+        count = self.count
+        for rec in self._records():
+            yield rec
+            if count is not None and self.stats.packets >= count:
+                return
+
     def flush_saved(self) -> str | None:
         """Make the saved copy (-w) readable up to the packets seen so far; returns the
         copy's write error, if writing stopped (disk full)."""

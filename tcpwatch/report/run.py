@@ -17,6 +17,14 @@ def analyse(capture: Capture, max_flows: int = MAX_FLOWS
     table = FlowTable(max_flows)
     feed = table.feed
     err = None
+    if capture.file is not None and capture.engine == "fast":
+        # a file with our own decoder: decode and analyse on this thread (no hand-over)
+        try:
+            for rec in capture.iter_records():
+                feed(rec)
+        except BaseException as e:  # noqa: BLE001 - reported by the caller, after the results
+            err = e
+        return table, err
     capture.start()
     try:
         for batch in capture.batches():
