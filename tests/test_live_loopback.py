@@ -89,3 +89,44 @@ def test_live_report_matches_what_was_sent(engine, tmp_path):
     leftover = subprocess.run(["pgrep", "-f", f"tcp port {port}"], capture_output=True,
                               text=True).stdout.split()
     assert leftover == [], "a capture process outlived tcpwatch"
+
+
+def test_live_without_w_dissects_from_memory():
+    """No -w: nothing is written; the newest frames stay in memory (bounded by bytes) and one
+    is dissected by tshark from a pipe, with its own frame number."""
+    from tcpwatch.capture.dissect import dissect_raw
+    from tcpwatch.capture.rawring import RawRing
+    from tcpwatch.capture.session import Capture
+
+    port = free_port()
+    srv = socket.create_server(("127.0.0.1", port))
+    cap = Capture("fast", iface="lo", bpf=f"tcp port {port}")
+    assert cap.raw is not None and cap.save is None
+    cap.start()
+    try:
+        time.sleep(1.0)
+        t = threading.Thread(target=serve_once, args=(srv,))
+        t.start()
+        talk(port)
+        t.join()
+        recs = []
+        end = time.monotonic() + 5
+        for batch in cap.batches(timeout=0.2):
+            recs += batch
+            if any(r.dport == port and r.plen for r in recs) or time.monotonic() > end:
+                break
+    finally:
+        cap.stop()
+        srv.close()
+    req = next(r for r in recs if r.dport == port and r.plen)
+    held = cap.raw.get(req.num)
+    assert held is not None and len(held[2]) <= 1024  # the live snap length without -w
+    lines = [text for _depth, text in dissect_raw(*held, req.num)]
+    assert f"Frame Number: {req.num}" in lines
+    assert any(f"Destination Port: {port}" in x for x in lines), lines
+    # bounded by bytes: the oldest frames go first
+    ring = RawRing(max_bytes=3000)
+    for i in range(1, 11):
+        ring.add(i, 1, 0, b"x" * 1000, 1000)
+    assert len(ring) == 3 and ring.get(7) is None and ring.get(8) is not None
+    assert ring.evicted == 7 and ring.bytes == 3000

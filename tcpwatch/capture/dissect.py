@@ -61,7 +61,7 @@ def dissect_raw(link: int, ts: int, data: bytes, wire_len: int,
     """A frame held in memory (live capture without -w): handed to tshark on a pipe as a
     one-packet pcap, so nothing is written to disk. Its frame number is restored in the
     tree."""
-    import pyshark
+    from pyshark.capture.pipe_capture import PipeCapture
 
     head = struct.pack("<IHHiIII", 0xA1B23C4D, 2, 4, 0, 0, 262144, link)  # ns timestamps
     rec = struct.pack("<IIII", ts // 1_000_000_000, ts % 1_000_000_000, len(data),
@@ -71,7 +71,7 @@ def dissect_raw(link: int, ts: int, data: bytes, wire_len: int,
     writer.start()
 
     def make(loop):
-        return pyshark.PipeCapture(rfd, eventloop=loop, tshark_path=tools.find_tool("tshark"))
+        return PipeCapture(rfd, eventloop=loop, tshark_path=tools.find_tool("tshark"))
     try:
         lines = _first_packet(make, frame)
     finally:
