@@ -339,3 +339,59 @@ def test_retransmission_split_adds_up():
     f, _, _ = summary(recs)
     r = f["c2s"]["retransmissions"]
     assert r["total"] == r["rto"] + r["fast"] + r["spurious"] == 2
+
+
+def test_trackers_make_no_reference_cycles():
+    """`report` pauses the cyclic GC while it analyses: that is only safe because flows,
+    their trackers and evicted flows are freed by reference counting alone."""
+    import gc
+
+    from tcpwatch.capture.fast import iter_file
+    from tcpwatch.capture.record import CaptureStats
+    from tcpwatch.cli import demo_capture
+    gc.collect()
+    gc.disable()
+    try:
+        t = FlowTable(max_flows=3)  # most flows are evicted on the way
+        for r in iter_file(demo_capture(), CaptureStats()):
+            t.feed(r)
+        assert t.evicted.flows > 0
+        for fl in t.flows.values():
+            flow_summary(fl)
+        del t, fl
+        assert gc.collect() == 0  # nothing was left for the cycle collector
+    finally:
+        gc.enable()
+
+
+def test_per_flow_state_is_bounded_by_counts():
+    """A long connection keeps bounded series: RTT samples, windows, in flight and events are
+    rings; unacknowledged segments and TSvals are capped."""
+    from tcpwatch.analysis.direction import SERIES_MAX, TSVAL_MAX, UNACKED_MAX
+    from tcpwatch.analysis.flow import EVENTS_MAX
+    from tcpwatch.analysis.ring import RING_SLACK
+    from tcpwatch.capture.record import PSH
+    c = Conv()
+    t = FlowTable()
+    for r in c.handshake(rtt_ms=1.0):
+        t.feed(r)
+    seq, ack, at = 1001, 5001, 2.0
+    for i in range(20_000):
+        at += 0.01
+        t.feed(c.c(at, seq, ack, ACK | PSH, plen=100, win=1000 + i % 7, tsval=i, tsecr=i))
+        if i % 3 == 0:  # the same segment again: a retransmission event
+            t.feed(c.c(at + 0.0005, seq, ack, ACK | PSH, plen=100, win=1000, tsval=i,
+                       tsecr=i))
+        seq += 100
+        if i % 50 != 49:  # ACKs that leave data outstanding at times
+            t.feed(c.s(at + 0.001, ack, seq, win=2000 + i % 5, tsval=i, tsecr=i))
+    fl = t.flows[0]
+    cap = SERIES_MAX * RING_SLACK
+    for d in fl.dirs:
+        assert len(d.series) <= cap and len(d.flight) <= cap and len(d.rtt.series) <= cap
+        assert len(d.unacked) <= UNACKED_MAX and len(d.tsvals) <= TSVAL_MAX
+    assert fl.dirs[0].rtt.n > SERIES_MAX * 2  # many more samples seen than kept
+    assert len(fl.dirs[0].rtt.series) >= SERIES_MAX  # the newest are kept
+    assert fl.dirs[0].counts["retransmission"] > EVENTS_MAX * 2
+    assert len(fl.events) <= EVENTS_MAX * RING_SLACK
+    assert fl.events[-1][1] >= t.records - 5  # the newest events are the ones kept

@@ -7,8 +7,6 @@ acknowledged by the peer).
 
 from __future__ import annotations
 
-from collections import deque
-
 from .rtt import RttEstimator
 
 SERIES_MAX = 1024  # window / in-flight samples kept per direction (bounded memory per flow)
@@ -20,8 +18,28 @@ COUNTERS = ("retransmission", "fast_retransmission", "spurious_retransmission",
             "ack_lost_segment", "duplicate_ack", "zero_window", "zero_window_probe",
             "zero_window_probe_ack", "keep_alive", "keep_alive_ack", "window_update",
             "window_full", "ooo_resent")
-NO_COUNTS: dict[str, int] = dict.fromkeys(COUNTERS, 0)  # shared, read-only: never written
-EMPTY: deque = deque(maxlen=0)  # shared stand-in for a deque not created yet: never appended
+
+
+class Counts:
+    """Analysis event counters by name (COUNTERS): `counts["retransmission"] += 1`. Slots,
+    not a dict: 17 counters in ~150 bytes per direction instead of ~800."""
+
+    __slots__ = COUNTERS
+
+    def __init__(self) -> None:
+        for name in COUNTERS:
+            setattr(self, name, 0)
+
+    def __getitem__(self, name: str) -> int:
+        return getattr(self, name)
+
+    def __setitem__(self, name: str, value: int) -> None:
+        setattr(self, name, value)
+
+    def items(self):
+        return ((n, getattr(self, n)) for n in COUNTERS)
+
+
 
 
 class Direction:
@@ -65,12 +83,10 @@ class Direction:
         self.unique_payload = 0  # payload bytes that advanced snd_nxt (goodput numerator)
         self.first_ts: int | None = None
         self.last_ts = 0
-        # counters are created at the first analysis event (most flows never have one)
-        self.counts: dict[str, int] = NO_COUNTS
+        self.counts = Counts()
         self.rtt = RttEstimator()
-        # deques are created at their first append: a SYN-only flow (a scan, a flood) costs
-        # a few hundred bytes instead of kilobytes
-        self.unacked: deque[list] = EMPTY  # [seq, nextseq, ts, retransmitted]
+        # lists, not deques, throughout (ring.py): a short connection costs a few kilobytes
+        self.unacked: list[list] = []  # [seq, nextseq, ts, retransmitted], oldest first
         self.tsvals: dict[int, int] = {}  # TSval -> time first sent
         self.wnd_last: int | None = None  # scaled advertised window, bytes
         self.wnd_min: int | None = None
@@ -83,9 +99,9 @@ class Direction:
         self.inflight_last = 0
         self.inflight_max = 0
         # (time, advertised window of this side) at every change
-        self.series: deque[tuple[int, int]] = EMPTY
+        self.series: list[tuple[int, int]] = []
         # (time, bytes in flight sent by this side) at every data segment
-        self.flight: deque[tuple[int, int]] = EMPTY
+        self.flight: list[tuple[int, int]] = []
         self.first_data_seq: int | None = None
 
     def scaled(self, raw: int, syn: bool) -> int:

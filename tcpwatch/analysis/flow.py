@@ -10,14 +10,13 @@ Pure: no I/O, no clocks; time comes only from packet timestamps.
 
 from __future__ import annotations
 
-from collections import deque
-
 from ..capture.record import ACK, FIN, RST, SYN, PacketRecord, fmt_addr
 from . import events as E
-from .direction import EMPTY, NO_COUNTS, SERIES_MAX, TSVAL_MAX, UNACKED_MAX, Direction
+from .direction import SERIES_MAX, TSVAL_MAX, UNACKED_MAX, Direction
 from .exchange import Exchanges
 from .handshake import Handshake
 from .lifecycle import Lifecycle
+from .ring import ring_add
 from .seqspace import seq_diff, seq_gt, seq_le, seq_lt
 
 M32 = 0xFFFFFFFF
@@ -59,7 +58,7 @@ class Flow:
         self.dirs = (Direction(), Direction())
         self.handshake = Handshake()
         self.life = Lifecycle(guessed_roles=roles_from not in ("syn", "syn-ack"))
-        self.events: deque[tuple[int, int, int, int]] = EMPTY  # created at the first event
+        self.events: list[tuple[int, int, int, int]] = []  # a ring (direction.ring_add)
         self.reused = reused  # this flow reuses a 4-tuple seen earlier (port reuse)
         self.exchanges = Exchanges()  # request/response turns (exchange.py)
 
@@ -116,9 +115,7 @@ class Flow:
                     E.FIN_SEEN if flags & FIN else 0) | (E.RST_SEEN if flags & RST else 0)
             else:
                 m_ev = m
-            if self.events is EMPTY:
-                self.events = deque(maxlen=EVENTS_MAX)
-            self.events.append((ts, r.num, d, m_ev))
+            ring_add(self.events, (ts, r.num, d, m_ev), EVENTS_MAX)
         return m
 
     # ------------------------------------------------------------------------------------
@@ -232,8 +229,6 @@ class Flow:
                     # a byte already sent as a zero-window probe is a resend: Karn's rule
                     probed = fwd.zwp_seq is not None and seq_le(seq, fwd.zwp_seq) \
                         and seq_lt(fwd.zwp_seq, nextseq)
-                    if fwd.unacked is EMPTY:
-                        fwd.unacked = deque()
                     fwd.unacked.append([seq, nextseq, ts, probed])
                     fwd.zwp_seq = None
         if r.tsval is not None and (seglen or syn_fin) and len(fwd.tsvals) < TSVAL_MAX:
@@ -294,10 +289,14 @@ class Flow:
                     if k == r.tsecr:
                         break
         q = rev.unacked
-        while q and seq_le(q[0][1], ack):
-            seg = q.popleft()
+        k, n = 0, len(q)
+        while k < n and seq_le(q[k][1], ack):
+            seg = q[k]
+            k += 1
             if sample is None and seg[1] == ack and not seg[3]:
                 sample = ts - seg[2]
+        if k:
+            del q[:k]  # a list, not a deque: ~60 bytes, not ~600, for a short connection
         if q and seq_lt(q[0][0], ack):
             q[0][0] = ack  # partially acknowledged
         if sample is not None and sample >= 0:
@@ -314,9 +313,7 @@ class Flow:
                     fwd.wnd_min = w
                 if fwd.wnd_max is None or w > fwd.wnd_max:
                     fwd.wnd_max = w
-                if fwd.series is EMPTY:
-                    fwd.series = deque(maxlen=SERIES_MAX)
-                fwd.series.append((ts, w))
+                ring_add(fwd.series, (ts, w), SERIES_MAX)
             if r.win == 0 and not flags & (SYN | FIN):
                 if fwd.zw_start is None:  # a zero-window episode begins (RFC 9293 3.8.6.1)
                     fwd.zw_start = ts
@@ -331,16 +328,12 @@ class Flow:
             inflight = seq_diff(fwd.nextseq, fwd.snd_una)
             if inflight >= 0:
                 fwd.inflight_last = inflight
-                if fwd.flight is EMPTY:
-                    fwd.flight = deque(maxlen=SERIES_MAX)
-                fwd.flight.append((ts, inflight))
+                ring_add(fwd.flight, (ts, inflight), SERIES_MAX)
                 if inflight > fwd.inflight_max:
                     fwd.inflight_max = inflight
 
     def _count(self, m: int, fwd: Direction, d: int, ts: int, num: int) -> None:
         counts = fwd.counts
-        if counts is NO_COUNTS:
-            counts = fwd.counts = dict(NO_COUNTS)
         for bit, name in _COUNTED:
             if m & bit:
                 counts[name] += 1

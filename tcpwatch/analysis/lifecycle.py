@@ -24,13 +24,12 @@ CONN_STATES = ("S0", "S1", "SF", "REJ", "S2", "S3", "RSTO", "RSTR", "RSTOS0", "R
 
 
 class Lifecycle:
-    __slots__ = ("state", "history", "_seen", "fin_ts", "rst_ts", "fin_by", "rst_by",
+    __slots__ = ("state", "history", "fin_ts", "rst_ts", "fin_by", "rst_by",
                  "payload_bytes")
 
     def __init__(self, guessed_roles: bool) -> None:
         self.state = [INACTIVE, INACTIVE]  # [originator, responder]
         self.history: list[str] = ["^"] if guessed_roles else []
-        self._seen: set[str] = set()
         self.fin_ts: int | None = None
         self.rst_ts: int | None = None
         self.fin_by: list[bool] = [False, False]
@@ -39,8 +38,7 @@ class Lifecycle:
 
     def mark(self, letter: str, d: int) -> None:
         c = letter if d == 0 else letter.lower()
-        if c not in self._seen:
-            self._seen.add(c)
+        if c not in self.history:  # a few letters: a list beats a set's 200+ bytes
             self.history.append(c)
 
     def on_packet(self, flags: int, plen: int, d: int, ts: int) -> None:

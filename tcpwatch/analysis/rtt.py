@@ -8,7 +8,7 @@ names the copy, so those samples survive retransmission.
 
 from __future__ import annotations
 
-from collections import deque
+from .ring import ring_add
 
 # RFC 6298 2: alpha = 1/8, beta = 1/4, K = 4; clock granularity G taken as 1 ms (Linux jiffy
 # granularity is 1-4 ms); RTO floor of 1 s (RFC 6298 2.4); initial RTO 1 s (2.1).
@@ -19,7 +19,6 @@ G = 0.001
 RTO_MIN = 1.0
 RTO_INITIAL = 1.0
 SERIES_MAX = 1024  # RTT samples kept per direction for plots (bounded memory per flow)
-_EMPTY: deque = deque(maxlen=0)
 
 
 class RttEstimator:
@@ -37,7 +36,7 @@ class RttEstimator:
         self.max: float | None = None
         self.sum = 0.0
         self.last: float | None = None
-        self.series: deque[tuple[int, float, float]] = _EMPTY  # created at the first sample
+        self.series: list[tuple[int, float, float]] = []  # a ring (direction.ring_add)
 
     def sample(self, r: float, ts: int, from_ts_echo: bool) -> None:
         """Feed one RTT measurement r (seconds) taken at packet time ts (ns)."""
@@ -57,9 +56,7 @@ class RttEstimator:
         self.max = r if self.max is None or r > self.max else self.max
         self.sum += r
         self.last = r
-        if self.series is _EMPTY:
-            self.series = deque(maxlen=SERIES_MAX)
-        self.series.append((ts, r, self.srtt))  # (time, sample, SRTT after it)
+        ring_add(self.series, (ts, r, self.srtt), SERIES_MAX)  # (time, sample, SRTT after it)
 
     @property
     def avg(self) -> float | None:

@@ -65,7 +65,7 @@ def direction_summary(d: Direction, duration_s: float, end_ts: int) -> dict:
         "duplicate_acks": c["duplicate_ack"],  # sent by this side (RFC 5681 2)
         "keep_alives": c["keep_alive"],  # RFC 1122 4.2.3.6
         "keep_alive_acks": c["keep_alive_ack"],
-        "events": dict(c),  # raw per-segment analysis counts, named as tshark's fields
+        "events": dict(c.items()),  # raw per-segment analysis counts, named as tshark's fields
     }
 
 
