@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import json
 import os
 import signal
 import sys
@@ -121,10 +120,9 @@ def cmd_report(args: argparse.Namespace) -> int:
         err = None  # Ctrl+C ends a live capture: report what was seen
     if isinstance(err, UserError) and not table.flows and not capture.stats.packets:
         raise err
-    report = run.build(table, capture, pred)
+    report = run.build(table, capture, pred, lazy=args.json)
     if args.json:
-        json.dump(report, sys.stdout, indent=1)
-        sys.stdout.write("\n")
+        run.write_json(report, sys.stdout)
     else:
         print(text.render(report, None if args.limit == 0 else args.limit))
     if err is not None:

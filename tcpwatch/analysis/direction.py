@@ -36,8 +36,8 @@ class Counts:
     def __setitem__(self, name: str, value: int) -> None:
         setattr(self, name, value)
 
-    def items(self):
-        return ((n, getattr(self, n)) for n in COUNTERS)
+    def items(self) -> list[tuple[str, int]]:
+        return list(zip(COUNTERS, map(self.__getattribute__, COUNTERS)))
 
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import json
 from types import SimpleNamespace
 
 from ..analysis.diagnosis import diagnose_capture
@@ -53,12 +54,16 @@ def _row(s: dict) -> SimpleNamespace:
                            client=f"{c['addr']}:{c['port']}", server=f"{v['addr']}:{v['port']}")
 
 
-def build(table: FlowTable, capture: Capture, pred=None) -> dict:
-    """The report; `pred` (monitor.compile_filter) keeps only the flows it matches."""
+def build(table: FlowTable, capture: Capture, pred=None, lazy: bool = False) -> dict:
+    """The report; `pred` (viewfilter.compile_filter) keeps only the flows it matches. With
+    `lazy`, "flows" is an iterator that summarises each connection as it is written
+    (write_json): no list of every summary in memory at once."""
     st = capture.stats
-    flows = [flow_summary(f) for f in table.flows.values()]
+    flows = (flow_summary(f) for f in table.flows.values())
     if pred is not None:
-        flows = [s for s in flows if pred(_row(s))]
+        flows = (s for s in flows if pred(_row(s)))
+    if not lazy:
+        flows = list(flows)
     return {
         "schema": SCHEMA_VERSION,
         "source": capture.source,
@@ -85,3 +90,18 @@ def build(table: FlowTable, capture: Capture, pred=None) -> dict:
         # findings across connections (connection churn)
         "diagnosis": [x.as_dict() for x in diagnose_capture(list(table.flows.values()))],
     }
+
+
+def write_json(report: dict, out) -> None:
+    """The report as JSON, one connection per line. Written part by part with the C encoder
+    (json's indenting encoder is pure Python: 60 s for 50,000 connections, against ~3 s)."""
+    dumps = json.dumps
+    head = {k: v for k, v in report.items() if k not in ("flows", "diagnosis")}
+    out.write(dumps(head)[:-1] + ', "diagnosis": ' + dumps(report["diagnosis"]) +
+              ', "flows": [')
+    sep = "\n"
+    for f in report["flows"]:
+        out.write(sep)
+        out.write(dumps(f))
+        sep = ",\n"
+    out.write("\n]}\n")

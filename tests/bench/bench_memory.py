@@ -10,6 +10,7 @@ connections, wall time and peak RSS (wait4) for each size. Not a test: numbers.
 
 from __future__ import annotations
 
+import json
 import os
 import struct
 import subprocess
@@ -69,19 +70,25 @@ def measure(conns: int) -> tuple[int, float, float, int, int]:
     out = p.stdout.read()
     w.join()
     _, _, ru = os.wait4(p.pid, 0)
-    import json
     rep = json.loads(out)
     return (rep["totals"]["packets"], time.perf_counter() - t0, ru.ru_maxrss / 1024,
             len(rep["flows"]), rep["evicted"]["flows"])
 
 
 def main() -> None:
+    if sys.argv[1:2] == ["--one"]:  # one measurement, in a process of its own (see below)
+        print(json.dumps(measure(int(sys.argv[2]))))
+        return
     sizes = [int(x) for x in sys.argv[1:]] or [125_000, 1_000_000, 1_250_000]
     print(f"| {'connections':>11} | {'packets':>10} | {'seconds':>7} | {'packets/s':>9} | "
           f"{'listed':>6} | {'evicted':>9} | {'peak RSS':>9} |")
     print("|------------:|-----------:|--------:|----------:|-------:|----------:|----------:|")
     for n in sizes:
-        pk, secs, rss, listed, ev = measure(n)
+        # each size from a fresh, small process: Linux keeps a forked child's peak RSS from
+        # the parent's pages, so a parent holding the last report would inflate the next
+        one = subprocess.run([sys.executable, __file__, "--one", str(n)], capture_output=True,
+                             text=True, check=True)
+        pk, secs, rss, listed, ev = json.loads(one.stdout)
         print(f"| {n:11,} | {pk:10,} | {secs:7.1f} | {pk / secs:9,.0f} | {listed:6,} | "
               f"{ev:9,} | {rss:5.0f} MiB |", flush=True)
 
