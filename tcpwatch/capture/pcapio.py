@@ -104,24 +104,31 @@ class Reader:
     def _pcapng(self) -> Iterator[Frame]:
         ifaces: list[tuple[int, int, int, int]] = []  # (link, ts multiplier, divisor, offset ns)
         endian = "<"
+        hdr_le, hdr_be = struct.Struct("<II"), struct.Struct(">II")
+        epb_le, epb_be = struct.Struct("<IIIII"), struct.Struct(">IIIII")
+        hdr_s, epb_s = hdr_le, epb_le
+        read = self.f.read
         first = True
         while True:
-            if first:
-                btype_raw = self._head
+            if first:  # the section header's type was read to recognise the format
+                hdr = self._head + read(4)
                 first = False
             else:
-                btype_raw = self._read(4)
-                if not btype_raw:
+                hdr = read(8)  # block type and length in one read: the hot path
+            n = len(hdr)
+            if n < 8:
+                self.offset += n
+                if n == 0:
                     return
-                if len(btype_raw) < 4:
-                    raise CaptureTruncated("file ends in the middle of a block header")
-            if btype_raw == PCAPNG_SHB:
-                blen_raw = self._must(4, "a section header")
+                raise CaptureTruncated("file ends in the middle of a block header")
+            if hdr[:4] == PCAPNG_SHB:
+                self.offset += 8
+                blen_raw = hdr[4:]
                 bom = self._must(4, "a section header")
                 if bom == b"\x4d\x3c\x2b\x1a":
-                    endian = "<"
+                    endian, hdr_s, epb_s = "<", hdr_le, epb_le
                 elif bom == b"\x1a\x2b\x3c\x4d":
-                    endian = ">"
+                    endian, hdr_s, epb_s = ">", hdr_be, epb_be
                 else:
                     raise CaptureFormatError("corrupt pcapng section header (byte-order magic)")
                 blen = struct.unpack(endian + "I", blen_raw)[0]
@@ -131,21 +138,26 @@ class Reader:
                 ifaces = []
                 self.links = []
                 continue
-            btype = struct.unpack(endian + "I", btype_raw)[0]
-            blen = struct.unpack(endian + "I", self._must(4, "a block header"))[0]
+            btype, blen = hdr_s.unpack(hdr)
+            self.offset += 8
             if blen < 12 or blen > MAX_BLOCK or blen % 4:
                 raise CaptureTruncated(f"corrupt pcapng block (type {btype}, length {blen})")
-            body = self._must(blen - 8, "a block")[:-4]
+            body = read(blen - 8)  # the body, then the trailing length (4 bytes, ignored)
+            self.offset += len(body)
+            if len(body) < blen - 8:
+                raise CaptureTruncated("file ends in the middle of a block")
             if btype == BT_EPB:
-                if len(body) < 20:
+                if blen < 32:
                     raise CaptureTruncated("corrupt enhanced packet block")
-                ifid, hi, lo, caplen, wire = struct.unpack_from(endian + "IIIII", body)
-                if ifid >= len(ifaces) or caplen > len(body) - 20:
+                ifid, hi, lo, caplen, wire = epb_s.unpack_from(body)
+                if ifid >= len(ifaces) or caplen > blen - 32:
                     raise CaptureTruncated("corrupt enhanced packet block (interface or length)")
                 link, mul, div, off = ifaces[ifid]
                 yield Frame(link, body[20:20 + caplen], max(wire, caplen),
                             ((hi << 32) | lo) * mul // div + off)
-            elif btype == BT_SPB:
+                continue
+            body = body[:-4]
+            if btype == BT_SPB:
                 if not ifaces or len(body) < 4:
                     raise CaptureTruncated("corrupt simple packet block")
                 wire = struct.unpack_from(endian + "I", body)[0]
