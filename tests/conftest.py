@@ -11,3 +11,11 @@ NEED_SHARED = pytest.mark.skipif(
     not shared_captures(),
     reason="../shared/pcaps not present (public captures are not shipped with the repo)")
 NEED_TSHARK = pytest.mark.skipif(not have_tshark(), reason="tshark not installed")
+
+
+def tree_labels(node) -> list:
+    """Every label of a Textual Tree, depth first (the dissection pane)."""
+    out = [node.label]
+    for child in node.children:
+        out += tree_labels(child)
+    return out

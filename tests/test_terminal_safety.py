@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from builders import client_hello, ether, ipv4, pcap_file, tcp_header
-from conftest import NEED_TSHARK
+from conftest import NEED_TSHARK, tree_labels
 
 from tcpwatch.capture.record import ACK, FIN, PSH, SYN
 
@@ -151,13 +151,7 @@ def test_dashboard_shows_it_inert(hostile):
                 await app.workers.wait_for_complete()
                 await pilot.pause(0.2)
                 tree = app.screen.query_one("#dissection", Tree)
-                labels = []
-
-                def walk(node, labels=labels):
-                    labels.append(node.label.plain)
-                    for c in node.children:
-                        walk(c)
-                walk(tree.root)
+                labels = [lb.plain for lb in tree_labels(tree.root)]
                 assert len(labels) > 5
                 assert_inert("\n".join(labels), 300)
                 screens.append(app.export_screenshot())

@@ -9,7 +9,7 @@ import os
 import psutil
 import pytest
 from builders import client_hello, ether, ipv4, pcap_file, tcp_header
-from conftest import NEED_SHARED, NEED_TSHARK
+from conftest import NEED_SHARED, NEED_TSHARK, tree_labels
 from oracle import SHARED
 from rich.text import Text
 from textual.widgets import DataTable, Input, Tree
@@ -223,14 +223,7 @@ def test_pilot_sort_filter_problems_drill_dissect_quit():
             await app.workers.wait_for_complete()
             await pilot.pause(0.1)
             tree = app.screen.query_one("#dissection", Tree)
-            labels = []
-
-            def walk(node):
-                labels.append(str(node.label))
-                for c in node.children:
-                    walk(c)
-            walk(tree.root)
-            text = "\n".join(labels)
+            text = "\n".join(str(lb) for lb in tree_labels(tree.root))
             assert f"Frame Number: {frame}" in text
             assert "Transmission Control Protocol" in text and "Sequence Number" in text
             await pilot.press("escape")
@@ -301,13 +294,7 @@ def test_hostile_http_path_and_sni_are_shown_inert(tmp_path):
                 await app.workers.wait_for_complete()
                 await pilot.pause(0.1)
                 tree = app.screen.query_one("#dissection", Tree)
-                labels = []
-
-                def walk(node, labels=labels):
-                    labels.append(node.label)
-                    for c in node.children:
-                        walk(c)
-                walk(tree.root)
+                labels = tree_labels(tree.root)
                 assert all(isinstance(lb, Text) for lb in labels)
                 text = "\n".join(lb.plain for lb in labels)
                 assert "\x1b" not in text and "\x07" not in text

@@ -19,28 +19,29 @@ def analyse(capture: Capture, max_flows: int = MAX_FLOWS
     table = FlowTable(max_flows)
     feed = table.feed
     err = None
-    if capture.file is not None and capture.engine == "fast":
-        # a file with our own decoder: decode and analyse on this thread (no hand-over), with
-        # the cyclic GC paused: the trackers make no reference cycles (tested), and scanning
-        # millions of per-flow objects again and again halved the rate on short connections
+    # a file with our own decoder: decode and analyse on this thread (no hand-over), with the
+    # cyclic GC paused: the trackers make no reference cycles (tested), and scanning millions
+    # of per-flow objects again and again halved the rate on short connections
+    direct = capture.file is not None and capture.engine == "fast"
+    if direct:
         gc.disable()
-        try:
+    else:
+        capture.start()
+    try:
+        if direct:
             for rec in capture.iter_records():
                 feed(rec)
-        except BaseException as e:  # noqa: BLE001 - reported by the caller, after the results
-            err = e
-        finally:
-            gc.enable()
-        return table, err
-    capture.start()
-    try:
-        for batch in capture.batches():
-            for rec in batch:
-                feed(rec)
+        else:
+            for batch in capture.batches():
+                for rec in batch:
+                    feed(rec)
     except BaseException as e:  # noqa: BLE001 - reported by the caller, after the results
         err = e
     finally:
-        capture.stop()
+        if direct:
+            gc.enable()
+        else:
+            capture.stop()
     return table, err
 
 
