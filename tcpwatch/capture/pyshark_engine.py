@@ -1,17 +1,25 @@
-"""The pyshark engine: tshark dissects, pyshark hands over its fields, we build PacketRecords.
+"""The pyshark engine: tshark dissects, pyshark runs it, we build PacketRecords.
 
 pyshark runs tshark under asyncio; its captures are created, iterated and closed inside the
-capture thread, on an event loop of that thread's own. Its fastest configuration (measured,
-see README: JSON output restricted to the frame/IP/TCP layers with `-J`, and tshark's own TCP
-analysis and reassembly switched off since tcpwatch does that itself) is the default; the
-other output modes stay selectable for the benchmark.
+capture thread, on an event loop of that thread's own. The default mode, "ek-fields", has
+pyshark start tshark (and dumpcap, live) in its Elasticsearch mode restricted to the fields a
+PacketRecord needs (`-T ek -e ...`), and reads tshark's output itself, 64 KiB at a time, one
+C-decoded JSON line per packet: no pyshark Packet objects, and one event-loop turn per chunk
+instead of one per packet. tshark's own TCP analysis and reassembly are off (tcpwatch does
+both). pyshark's own parsers stay selectable as modes for the benchmark (bench_engines.py).
 """
 
 from __future__ import annotations
 
 import asyncio
+import fcntl
+import json
 import math
+import os
+import select
+import socket
 import threading
+import time
 from collections.abc import Iterator
 
 from ..errors import UserError
@@ -28,8 +36,14 @@ PREFS = {
     "tcp.check_checksum": "FALSE",
 }
 LAYERS = "frame eth sll ip ipv6 tcp"
-MODES = ("json-layers", "json", "ek", "xml")
-DEFAULT_MODE = "json-layers"
+# what a PacketRecord needs, in -T ek's names (dots become underscores)
+FIELDS = ("frame.number", "frame.time_epoch", "frame.len", "ip.src", "ip.dst", "ipv6.src",
+          "ipv6.dst", "tcp.srcport", "tcp.dstport", "tcp.seq_raw", "tcp.ack_raw", "tcp.flags",
+          "tcp.window_size_value", "tcp.len", "tcp.options", "tcp.payload")
+MODES = ("ek-fields", "json-layers", "json", "ek", "xml")
+DEFAULT_MODE = "ek-fields"
+PIPE_SIZE = 1 << 20  # tshark's stdout pipe (the default unprivileged maximum)
+SMALL = 1 << 14  # a read smaller than this waits 5 ms for more (a few packets' worth)
 
 
 def _ns(epoch: str) -> int:
@@ -77,13 +91,45 @@ def to_record(pkt, num: int) -> PacketRecord | None:
     return rec
 
 
+def ek_record(layers: dict, num: int) -> PacketRecord | None:
+    """One packet of `tshark -T ek -e FIELDS` -> PacketRecord; None if it carries no TCP.
+    Each field is a list of its occurrences: the first is the outermost header."""
+    sport = layers.get("tcp_srcport")
+    if sport is None:
+        return None
+    src = layers.get("ip_src")
+    if src is not None:
+        ipv, dst, fam = 4, layers["ip_dst"], socket.AF_INET
+    else:
+        src, dst, ipv, fam = layers["ipv6_src"], layers["ipv6_dst"], 6, socket.AF_INET6
+    g = layers.get
+    pton = socket.inet_pton
+    rec = PacketRecord(
+        num, _ns(layers["frame_time_epoch"][0]), ipv, pton(fam, src[0]), pton(fam, dst[0]),
+        int(sport[0]), int(layers["tcp_dstport"][0]), int(layers["tcp_seq_raw"][0]),
+        int(g("tcp_ack_raw", ("0",))[0]), int(layers["tcp_flags"][0], 16),
+        int(layers["tcp_window_size_value"][0]), int(g("tcp_len", ("0",))[0]),
+        int(layers["frame_len"][0]))
+    opts = g("tcp_options")
+    if opts:
+        b = _hexbytes(opts[0])
+        parse_options(rec, b, 0, len(b))
+    if rec.plen:
+        p = g("tcp_payload")
+        if p:
+            rec.payload = _hexbytes(p[0][:2 * PAYLOAD_PREFIX])
+    return rec
+
+
 def _make(file: str | None, iface: str | None, bpf: str | None, loop, mode: str,
           duration: float | None = None, save: str | None = None):
     import pyshark  # imported here: the fast engine must not pay for it
 
     kw = dict(override_prefs=PREFS, eventloop=loop, tshark_path=tools.find_tool("tshark"),
-              use_json=mode.startswith("json"), use_ek=mode == "ek")
+              use_json=mode.startswith("json"), use_ek=mode.startswith("ek"))
     params = ["-J", LAYERS] if mode == "json-layers" else []
+    if mode == "ek-fields":
+        params = [arg for f in FIELDS for arg in ("-e", f)]
     if iface is not None and duration is not None:
         # tshark ends the capture itself: a blocked read cannot watch a clock
         params += ["-a", f"duration:{max(1, math.ceil(duration))}"]
@@ -110,6 +156,9 @@ def records(file: str | None, iface: str | None, bpf: str | None, stats: Capture
         # how another thread unblocks us: a read blocked on tshark ends when tshark does
         # (pyshark keeps its subprocesses in _running_processes)
         on_close.append(lambda: [p.terminate() for p in list(cap._running_processes)])
+    if mode == "ek-fields":
+        yield from _ek_records(cap, loop, file, iface, stats, stop)
+        return
     num = 0
     it = None
     try:
@@ -156,6 +205,109 @@ def records(file: str | None, iface: str | None, bpf: str | None, stats: Capture
             loop.run_until_complete(cap.close_async())
         except Exception:  # noqa: BLE001 - closing a dead tshark must not mask the result
             pass
+        cap._running_processes.clear()  # else pyshark's __del__ closes again, on a dead loop
+        loop.close()
+        asyncio.set_event_loop(None)
+
+
+def _pipe_reader(proc):
+    """tshark's stdout read directly, in batches. pyshark runs tshark with -l (a write per
+    packet), and asyncio would take an event-loop turn, a poll and a read for each: more than
+    the packet costs us. So the pipe's transport stops reading and this thread reads the pipe
+    itself: wait until it is readable, let 5 ms of output gather when little came (live, that
+    is 5 ms of latency), and take up to 1 MiB in one read."""
+    transport = proc._transport.get_pipe_transport(1)  # asyncio's, for tshark's stdout
+    transport.pause_reading()
+    fd = transport.get_extra_info("pipe").fileno()
+    try:  # room for tshark to run ahead while we work on a batch (Linux: 64 KiB by default)
+        fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, PIPE_SIZE)
+    except OSError:
+        pass
+    early = bytes(proc.stdout._buffer)  # anything asyncio read before the pause
+    proc.stdout._buffer.clear()
+    poller = select.poll()
+    poller.register(fd, select.POLLIN | select.POLLHUP)
+
+    def read() -> bytes:
+        nonlocal early
+        if early:
+            data, early = early, b""
+            return data
+        while True:
+            if not poller.poll(200):
+                continue  # the caller checks stop between batches; a blocked poll cannot
+            try:
+                data = os.read(fd, 1 << 20)
+            except BlockingIOError:
+                continue
+            if data and len(data) < SMALL:
+                time.sleep(0.005)
+                try:
+                    data += os.read(fd, 1 << 20)
+                except BlockingIOError:
+                    pass
+            if not data:  # EOF: asyncio sees it too, and lets wait() for tshark end
+                transport.resume_reading()
+            return data
+    read.resume = transport.resume_reading
+    return read
+
+
+def _ek_records(cap, loop, file: str | None, iface: str | None, stats: CaptureStats,
+                stop: threading.Event) -> Iterator[PacketRecord]:
+    """The ek-fields mode: tshark's output read and decoded here, a chunk at a time."""
+    loads = json.JSONDecoder().decode  # of str: json.loads would sniff bytes' encoding
+    num = 0
+    read = None
+    try:
+        proc = loop.run_until_complete(cap._get_tshark_process())
+        read = _pipe_reader(proc)
+        rest = b""
+        while not stop.is_set():
+            chunk = read()
+            if not chunk:
+                break
+            lines = (rest + chunk).split(b"\n")
+            rest = lines.pop()
+            for line in lines:
+                if line[:9] != b'{"timesta':  # the index line before each packet
+                    continue
+                layers = loads(line.decode())["layers"]
+                num += 1
+                stats.packets += 1
+                stats.bytes += int(layers["frame_len"][0])
+                try:
+                    rec = ek_record(layers, int(layers["frame_number"][0]) if file is not None
+                                    else num)
+                except (ValueError, TypeError, KeyError, IndexError):
+                    stats.undecodable += 1
+                    continue
+                if rec is None:
+                    stats.non_tcp += 1
+                    continue
+                stats.tcp += 1
+                yield rec
+        if not stop.is_set():
+            rc = loop.run_until_complete(proc.wait())
+            # tshark writes its complaint on stderr; pyshark's reader of it keeps the last line
+            # (briefly: live, pyshark's dumpcap may outlive a killed tshark)
+            if cap._stderr_handling_tasks:
+                loop.run_until_complete(asyncio.wait(cap._stderr_handling_tasks, timeout=1))
+            said = cap._last_error_line or ""
+            if file is None:  # a live tshark ended on its own
+                raise UserError(tools.capture_ended("tshark", _exit_code(cap) or rc, said,
+                                                    iface, stats.packets))
+            if rc:
+                stats.error = f"tshark stopped: {said or f'exit status {rc}'}"
+                stats.stopped_at = f"after frame {num}"
+    finally:
+        if read is not None:
+            read.resume()  # asyncio watches the pipe again, to see it close
+        try:  # close on this thread's loop: pyshark's close() would look for a running one
+            loop.run_until_complete(cap.close_async())
+        except Exception:  # noqa: BLE001 - closing a dead tshark must not mask the result
+            pass
+        cap._running_processes.clear()  # else pyshark's __del__ closes again, on a dead loop
         loop.close()
         asyncio.set_event_loop(None)
 

@@ -11,7 +11,7 @@ rule dropping 1 in 200 of the server's data segments (0.5% loss); a 360 MB bulk 
 
 Timed on that file, each as its own process (wall time, peak RSS from wait4):
   tcpwatch report --json (fast engine), tcpwatch report --engine pyshark --json,
-  tshark -T json -J "frame eth sll ip ipv6 tcp" (what the pyshark engine reads, alone),
+  tshark -l -T ek -e FIELDS, the command the pyshark engine has pyshark run (its input alone),
   tshark -q -z conv,tcp, tshark -T fields with the fields tcpwatch needs,
   pyshark JSON on a slice (the first 20,000 packets), tcptrace -n -l.
 """
@@ -153,22 +153,18 @@ def main() -> None:
         build(path)
     n = count_packets(path)
     py = sys.executable
-    fields = [x for f in ("frame.number", "frame.time_epoch", "frame.len", "ip.src",
-                                "ip.dst", "ipv6.src", "ipv6.dst", "tcp.srcport",
-                                "tcp.dstport", "tcp.seq_raw", "tcp.ack_raw", "tcp.flags",
-                                "tcp.window_size_value", "tcp.len", "tcp.options",
-                                "tcp.payload") for x in ("-e", f)]
-    prefs = ["-o", "tcp.analyze_sequence_numbers:FALSE", "-o",
-             "tcp.desegment_tcp_streams:FALSE", "-o", "tcp.calculate_timestamps:FALSE"]
+    sys.path.insert(0, str(HERE.parent.parent))
+    from tcpwatch.capture.pyshark_engine import FIELDS, PREFS
+    fields = [x for f in FIELDS for x in ("-e", f)]
+    prefs = [x for k, v in PREFS.items() for x in ("-o", f"{k}:{v}")]
     runs = [
         ("tcpwatch report, fast engine (all analysis)",
          [py, "-m", "tcpwatch", "report", "-r", str(path), "--json"], n),
         ("tcpwatch report, pyshark engine",
          [py, "-m", "tcpwatch", "report", "-r", str(path), "--json", "--engine", "pyshark"],
          n),
-        ("tshark -T json -J (pyshark engine's input)",
-         ["tshark", "-n", "-r", str(path), "-T", "json", "-J", "frame eth sll ip ipv6 tcp",
-          *prefs], n),
+        ("tshark -l -T ek -e FIELDS (pyshark engine's input)",
+         ["tshark", "-l", "-n", "-T", "ek", "-r", str(path), *fields, *prefs], n),
         ("tshark -q -z conv,tcp", ["tshark", "-n", "-r", str(path), "-q", "-z", "conv,tcp"], n),
         ("tshark -T fields (tcpwatch's fields)",
          ["tshark", "-n", "-r", str(path), "-T", "fields", *fields, *prefs], n),
@@ -195,8 +191,8 @@ def main() -> None:
         print(f"| {name:44} | {secs:7.2f} | {pps:10,.0f} | {pps / conv_pps:13.2f}x | "
               f"{pps / trace_pps:10.3f}x | {rss:6.0f} MiB |")
     py_eng = next(r for r in results if r[0].startswith("tcpwatch report, pyshark"))
-    alone = next(r for r in results if r[0].startswith("tshark -T json"))
-    print(f"pyshark engine over tshark -T json alone: {py_eng[1] / alone[1] - 1:+.0%}")
+    alone = next(r for r in results if r[0].startswith("tshark -l -T ek"))
+    print(f"pyshark engine over the same tshark command alone: {py_eng[1] / alone[1] - 1:+.0%}")
 
 
 if __name__ == "__main__":
