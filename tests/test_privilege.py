@@ -52,10 +52,11 @@ def unprivileged():
         _sh("useradd", "--no-create-home", "--shell", "/bin/sh", "-G", "wireshark", member)
         _sh("useradd", "--no-create-home", "--shell", "/bin/sh", outsider)
         # the code, readable by anyone, run by the system's Python (the venv may sit in
-        # root's home, out of the users' reach)
+        # root's home, out of the users' reach): its pure-Python form, as the modules compiled
+        # for the venv's Python need not load in another
         lib = base / "lib"
         shutil.copytree(Path(tcpwatch.__file__).parent, lib / "tcpwatch",
-                        ignore=shutil.ignore_patterns("__pycache__"))
+                        ignore=shutil.ignore_patterns("__pycache__", "*.so"))
         shutil.copytree(Path(humanize.__file__).parent, lib / "humanize",
                         ignore=shutil.ignore_patterns("__pycache__"))
         # Wireshark's own set-up (dpkg-reconfigure wireshark-common), on a private copy

@@ -117,7 +117,7 @@ def redis_reply(p: bytes) -> dict | None:
 
 
 def _qname(p: bytes, i: int) -> str | None:
-    labels = []
+    labels: list[str] = []
     while i < len(p):
         n = p[i]
         if n == 0:

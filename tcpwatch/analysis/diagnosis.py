@@ -89,7 +89,7 @@ def diagnose_flow(flow) -> list[Finding]:
             "The server answered the SYN with a RST: nothing listens on that port (or a "
             "firewall rejects it). The request failed at once.",
             "Check that the service is running and listening on that address and port."))
-    stalls = {}
+    stalls: dict[str, int] = {}  # stall kind -> ns lost
     for ex in exs.items:
         for k, v in ex.stalls.items():
             stalls[k] = stalls.get(k, 0) + v

@@ -26,9 +26,24 @@ class Counts:
 
     __slots__ = COUNTERS
 
-    def __init__(self) -> None:
-        for name in COUNTERS:
-            setattr(self, name, 0)
+    def __init__(self) -> None:  # spelled out: a compiled class (setup.py) has fixed fields
+        self.retransmission = 0
+        self.fast_retransmission = 0
+        self.spurious_retransmission = 0
+        self.rto_retransmission = 0
+        self.sack_recovery = 0
+        self.out_of_order = 0
+        self.lost_segment = 0
+        self.ack_lost_segment = 0
+        self.duplicate_ack = 0
+        self.zero_window = 0
+        self.zero_window_probe = 0
+        self.zero_window_probe_ack = 0
+        self.keep_alive = 0
+        self.keep_alive_ack = 0
+        self.window_update = 0
+        self.window_full = 0
+        self.ooo_resent = 0
 
     def __getitem__(self, name: str) -> int:
         return getattr(self, name)

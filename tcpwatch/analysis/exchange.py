@@ -122,7 +122,7 @@ class Exchanges:
         self.last_data_dir = d
 
     def _client_data(self, r: PacketRecord, new: int, flow) -> None:
-        ts = self.last_ts  # r.ts, never earlier than the segment before (on_segment)
+        ts: int = self.last_ts  # type: ignore[assignment]  # set by on_segment (r.ts or later)
         new_turn = self.last_data_dir != 0
         if self.tls is None and self.count == 0 and self.cur is None and apps.is_client_hello(
                 r.payload):
@@ -185,7 +185,7 @@ class Exchanges:
         return ex
 
     def _server_data(self, r: PacketRecord, new: int, flow) -> None:
-        ts = self.last_ts  # r.ts, never earlier than the segment before (on_segment)
+        ts: int = self.last_ts  # type: ignore[assignment]  # set by on_segment (r.ts or later)
         if self.tls is not None and self.tls_done_ts is None:
             if self.tls["rtts"] is None:
                 sh = apps.server_hello(r.payload)
@@ -228,24 +228,27 @@ def breakdown(ex: Exchange, flow, exs: Exchanges) -> dict:
     recovery, zero window, a full window and Nagle meeting delayed ACK (see module doc)."""
     hs = flow.handshake
     first = ex.index == 0 and ex.req_start is not None
+    req_start = ex.req_start if ex.req_start is not None else 0  # read only when `first`
     start = ex.req_start if ex.req_start is not None else ex.resp_start
     connect = tls = wait = 0
     if first and hs.syn_ts is not None and hs.ack_ts is not None \
             and hs.syn_ts <= hs.ack_ts <= ex.req_start:
         start = hs.syn_ts
         connect = hs.ack_ts - hs.syn_ts
-        pre = ex.req_start - hs.ack_ts
+        pre = req_start - hs.ack_ts
         if exs.tls is not None and exs.tls_done_ts is not None:
             tls = min(pre, max(0, exs.tls_done_ts - int(exs.tls["client_hello"] * 1e9)))
         wait = pre - tls
     elif first and exs.tls is not None and exs.tls_done_ts is not None:
         ch = int(exs.tls["client_hello"] * 1e9)
         start = ch
-        tls = ex.req_start - ch
-    upload = (ex.req_end - ex.req_start) if ex.req_start is not None else 0
+        tls = req_start - ch
+    upload = (ex.req_end - ex.req_start) if ex.req_start is not None and ex.req_end is not None \
+        else 0
     network = think = transfer = None
     if ex.resp_start is not None:
-        transfer = ex.resp_end - ex.resp_start
+        resp_end = ex.resp_end if ex.resp_end is not None else ex.resp_start  # set together
+        transfer = resp_end - ex.resp_start
         if ex.req_end is not None:
             gap = max(0, ex.resp_start - ex.req_end)
             rtt = None

@@ -44,7 +44,8 @@ class RttEstimator:
             self.srtt = r
             self.rttvar = r / 2
         else:  # RFC 6298 2.3: RTTVAR first, using the old SRTT
-            self.rttvar = (1 - BETA) * self.rttvar + BETA * abs(self.srtt - r)
+            rttvar: float = self.rttvar  # type: ignore[assignment]  # set with srtt
+            self.rttvar = (1 - BETA) * rttvar + BETA * abs(self.srtt - r)
             self.srtt = (1 - ALPHA) * self.srtt + ALPHA * r
         self.rto = max(RTO_MIN, self.srtt + max(G, K * self.rttvar))
         self.n += 1

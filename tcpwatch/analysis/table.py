@@ -21,7 +21,8 @@ from ..capture.record import ACK, SYN, PacketRecord, fmt_addr
 from .flow import Flow
 
 EPHEMERAL_MIN = 32768
-MAX_FLOWS = 50_000  # connections kept in memory; past it the least recently active go
+MAX_FLOWS = 20_000  # connections kept in memory (~8.5 KB for a short one); past it the least
+#                      recently active go, finished ones first
 EVICT_SHARE = 10  # evict 1/EVICT_SHARE of the cap at a time (amortized: no per-packet cost)
 DEST_MAX = 10_000  # destinations counted separately in the half-open summary
 HALF_OPEN_STATE = "S0"  # Zeek: a SYN seen, no reply (RFC 9293 3.5: a half-open attempt)

@@ -6,8 +6,6 @@ https://www.tcpdump.org/linktypes.html. Nothing here imports from analysis/ or u
 
 from __future__ import annotations
 
-import struct
-
 from .record import (
     OPT_EOL,
     OPT_MSS,
@@ -55,35 +53,44 @@ AF_INET6 = {10, 24, 28, 30}
 NOT_TCP = 1  # decoded fine, but not a TCP segment
 UNDECODABLE = 2  # too short, malformed, or an unknown link type
 
-_u16 = struct.Struct("!H").unpack_from
-_tcp_hdr = struct.Struct("!HHIIBBH").unpack_from  # sport dport seq ack offset flags window
-_ts_opt = struct.Struct("!II").unpack_from
-_u32le = struct.Struct("<I").unpack_from
-_u32be = struct.Struct("!I").unpack_from
 
 
-def network_offset(link: int, data: bytes) -> tuple[int, int] | int:
-    """Where the IP header starts and which IP version it is, or NOT_TCP/UNDECODABLE."""
+# byte by byte rather than struct: compiled (setup.py), these are plain C array reads
+def _be16(data: bytes, i: int) -> int:
+    return data[i] << 8 | data[i + 1]
+
+
+def _be32(data: bytes, i: int) -> int:
+    return data[i] << 24 | data[i + 1] << 16 | data[i + 2] << 8 | data[i + 3]
+
+
+def _le32(data: bytes, i: int) -> int:
+    return data[i + 3] << 24 | data[i + 2] << 16 | data[i + 1] << 8 | data[i]
+
+
+def network_offset(link: int, data: bytes) -> int:
+    """Where the IP header starts and which IP version it is, as offset << 3 | version; or
+    -NOT_TCP / -UNDECODABLE (one int, not a tuple: no allocation per frame)."""
     if link == LINK_ETHERNET:
         if len(data) < 14:
-            return UNDECODABLE
-        etype = _u16(data, 12)[0]
+            return -UNDECODABLE
+        etype = _be16(data, 12)
         off = 14
         while etype in ETH_VLAN:
             if len(data) < off + 4:
-                return UNDECODABLE
-            etype = _u16(data, off + 2)[0]
+                return -UNDECODABLE
+            etype = _be16(data, off + 2)
             off += 4
         if etype == ETH_PPPOE_SESSION:
             if len(data) < off + 8:
-                return UNDECODABLE
-            ppp = _u16(data, off + 6)[0]
+                return -UNDECODABLE
+            ppp = _be16(data, off + 6)
             off += 8
             etype = ETH_IPV4 if ppp == PPP_IPV4 else ETH_IPV6 if ppp == PPP_IPV6 else 0
         elif etype in ETH_MPLS:
             while True:
                 if len(data) < off + 5:
-                    return UNDECODABLE
+                    return -UNDECODABLE
                 bottom = data[off + 2] & 1
                 off += 4
                 if bottom:
@@ -92,43 +99,43 @@ def network_offset(link: int, data: bytes) -> tuple[int, int] | int:
             etype = ETH_IPV4 if v == 4 else ETH_IPV6 if v == 6 else 0
     elif link == LINK_LINUX_SLL:
         if len(data) < 16:
-            return UNDECODABLE
-        etype, off = _u16(data, 14)[0], 16
+            return -UNDECODABLE
+        etype, off = _be16(data, 14), 16
     elif link == LINK_LINUX_SLL2:
         if len(data) < 20:
-            return UNDECODABLE
-        etype, off = _u16(data, 0)[0], 20
+            return -UNDECODABLE
+        etype, off = _be16(data, 0), 20
     elif link in (LINK_NULL, LINK_LOOP):
         if len(data) < 4:
-            return UNDECODABLE
-        fam = _u32be(data, 0)[0] if link == LINK_LOOP else _u32le(data, 0)[0]
+            return -UNDECODABLE
+        fam = _be32(data, 0) if link == LINK_LOOP else _le32(data, 0)
         if fam > 0xFFFF:  # written by a host of the other byte order
-            fam = _u32be(data, 0)[0]
+            fam = _be32(data, 0)
         if fam == AF_INET:
-            return 4, 4
+            return 4 << 3 | 4
         if fam in AF_INET6:
-            return 4, 6
-        return NOT_TCP
+            return 4 << 3 | 6
+        return -NOT_TCP
     elif link in (LINK_RAW, LINK_RAW_12, LINK_RAW_14, LINK_IPV4, LINK_IPV6):
         if not data:
-            return UNDECODABLE
+            return -UNDECODABLE
         v = data[0] >> 4
-        return (0, v) if v in (4, 6) else UNDECODABLE
+        return v if v == 4 or v == 6 else -UNDECODABLE  # at offset 0
     else:
-        return UNDECODABLE
+        return -UNDECODABLE
     if etype == ETH_IPV4:
-        return off, 4
+        return off << 3 | 4
     if etype == ETH_IPV6:
-        return off, 6
-    return NOT_TCP
+        return off << 3 | 6
+    return -NOT_TCP
 
 
 def decode(link: int, data: bytes, wire_len: int, ts: int, num: int) -> PacketRecord | int:
     """Decode one frame. Returns a PacketRecord, NOT_TCP or UNDECODABLE."""
     where = network_offset(link, data)
-    if where.__class__ is int:
-        return where  # type: ignore[return-value]
-    off, ipv = where  # type: ignore[misc]
+    if where < 0:
+        return -where
+    off, ipv = where >> 3, where & 7
     n = len(data)
     if ipv == 4:
         if n < off + 20:
@@ -139,8 +146,8 @@ def decode(link: int, data: bytes, wire_len: int, ts: int, num: int) -> PacketRe
         ihl = (vihl & 0x0F) * 4
         if ihl < 20:
             return UNDECODABLE
-        total = _u16(data, off + 2)[0]
-        frag = _u16(data, off + 6)[0]
+        total = _be16(data, off + 2)
+        frag = _be16(data, off + 6)
         proto = data[off + 9]
         if proto != IPPROTO_TCP:
             return NOT_TCP
@@ -159,7 +166,7 @@ def decode(link: int, data: bytes, wire_len: int, ts: int, num: int) -> PacketRe
             return UNDECODABLE
         if data[off] >> 4 != 6:
             return UNDECODABLE
-        plen6 = _u16(data, off + 4)[0]
+        plen6 = _be16(data, off + 4)
         nxt = data[off + 6]
         src = data[off + 8:off + 24]
         dst = data[off + 24:off + 40]
@@ -173,7 +180,7 @@ def decode(link: int, data: bytes, wire_len: int, ts: int, num: int) -> PacketRe
             elif nxt == IP6_FRAGMENT:
                 if n < tcp + 8:
                     return UNDECODABLE
-                if _u16(data, tcp + 2)[0] & 0xFFF8:  # non-first fragment
+                if _be16(data, tcp + 2) & 0xFFF8:  # non-first fragment
                     return NOT_TCP
                 nxt, hlen = data[tcp], 8
             elif nxt == IP6_AH:
@@ -185,7 +192,13 @@ def decode(link: int, data: bytes, wire_len: int, ts: int, num: int) -> PacketRe
             tcp += hlen
     if n < tcp + 20:
         return UNDECODABLE
-    sport, dport, seq, ack, doff, flags, win = _tcp_hdr(data, tcp)
+    sport = data[tcp] << 8 | data[tcp + 1]
+    dport = data[tcp + 2] << 8 | data[tcp + 3]
+    seq = data[tcp + 4] << 24 | data[tcp + 5] << 16 | data[tcp + 6] << 8 | data[tcp + 7]
+    ack = data[tcp + 8] << 24 | data[tcp + 9] << 16 | data[tcp + 10] << 8 | data[tcp + 11]
+    doff = data[tcp + 12]
+    flags = data[tcp + 13]
+    win = data[tcp + 14] << 8 | data[tcp + 15]
     hlen = (doff >> 4) * 4
     if hlen < 20:
         return UNDECODABLE
@@ -219,14 +232,15 @@ def parse_options(rec: PacketRecord, data: bytes, i: int, end: int) -> None:
         if olen < 2 or i + olen > end:
             return
         if kind == OPT_MSS and olen == 4:
-            rec.mss = _u16(data, i + 2)[0]
+            rec.mss = _be16(data, i + 2)
         elif kind == OPT_WSCALE and olen == 3:
             rec.wscale = data[i + 2]
         elif kind == OPT_SACK_PERM and olen == 2:
             rec.sack_perm = True
         elif kind == OPT_SACK and (olen - 2) % 8 == 0:
-            rec.sack = tuple(struct.unpack_from("!II", data, i + 2 + 8 * k)
-                             for k in range((olen - 2) // 8))
+            rec.sack = tuple((_be32(data, j), _be32(data, j + 4))
+                             for j in range(i + 2, i + olen, 8))
         elif kind == OPT_TIMESTAMP and olen == 10:
-            rec.tsval, rec.tsecr = _ts_opt(data, i + 2)
+            rec.tsval = _be32(data, i + 2)
+            rec.tsecr = _be32(data, i + 6)
         i += olen

@@ -12,10 +12,11 @@ from typing import BinaryIO
 
 from ..errors import UserError
 from . import tools
-from .decode import NOT_TCP, SUPPORTED_LINKS, decode
-from .pcapio import CaptureFormatError, CaptureTruncated, Reader
 from .rawring import RawRing
 from .record import CaptureStats, PacketRecord
+from .stream import iter_stream
+
+__all__ = ["iter_stream", "iter_file", "open_capture_file", "LiveDumpcap"]
 
 
 def open_capture_file(path: str) -> BinaryIO:
@@ -33,60 +34,6 @@ def open_capture_file(path: str) -> BinaryIO:
         raise UserError(f"{path}: permission denied: run as a user who can read it") from None
     except OSError as e:
         raise UserError(f"{path}: cannot open: {e.strerror}") from None
-
-
-def iter_stream(f: BinaryIO, stats: CaptureStats, name: str,
-                stop: threading.Event | None = None,
-                keep: RawRing | None = None) -> Iterator[PacketRecord]:
-    """Decode every frame of a pcap/pcapng stream. A damaged tail stops the iteration (after
-    yielding everything before it) and is recorded in stats.stopped_at / stats.error.
-    `keep` holds on to the newest raw frames (live capture, for dissection)."""
-    try:
-        reader = Reader(f)
-    except CaptureFormatError as e:
-        raise UserError(f"{name}: {e}: give a pcap or pcapng file (tcpdump -w / dumpcap -w)") \
-            from None
-    except OSError as e:
-        raise UserError(f"{name}: cannot read: {e}") from None
-    num = 0
-    frames = iter(reader)
-    while True:
-        try:
-            fr = next(frames)
-        except StopIteration:
-            break
-        except CaptureTruncated as e:
-            if num == 0:  # not one whole packet: nothing to report
-                raise UserError(f"{name}: {e} (at byte {reader.offset}), before the first "
-                                "packet: not a complete capture") from None
-            stats.error = str(e)
-            stats.stopped_at = f"byte {reader.offset}, after frame {num}"
-            break
-        except CaptureFormatError as e:
-            stats.error = str(e)
-            stats.stopped_at = f"byte {reader.offset}, after frame {num}"
-            break
-        num += 1
-        stats.packets += 1
-        stats.bytes += fr.wire_len
-        stats.read = reader.offset
-        if keep is not None:
-            keep.add(num, fr.link, fr.ts, fr.data, fr.wire_len)
-        rec = decode(fr.link, fr.data, fr.wire_len, fr.ts, num)
-        if rec.__class__ is int:
-            if rec == NOT_TCP:
-                stats.non_tcp += 1
-            else:
-                stats.undecodable += 1
-                if fr.link not in SUPPORTED_LINKS:
-                    u = stats.unknown_links
-                    u[fr.link] = u.get(fr.link, 0) + 1
-            continue
-        stats.tcp += 1
-        yield rec  # type: ignore[misc]
-        if stop is not None and stop.is_set():
-            break
-    stats.dropped = max(stats.dropped, reader.dropped)
 
 
 def iter_file(path: str, stats: CaptureStats,

@@ -35,6 +35,11 @@ OPT_TIMESTAMP = 8  # TSval / TSecr (RFC 7323 3.2)
 PAYLOAD_PREFIX = 256
 
 
+RECORD_FIELDS = ("num", "ts", "ipv", "src", "dst", "sport", "dport", "seq", "ack", "flags",
+                 "win", "plen", "flen", "mss", "wscale", "sack_perm", "sack", "tsval", "tsecr",
+                 "payload")
+
+
 class PacketRecord:
     """One TCP segment as seen on the wire.
 
@@ -43,9 +48,7 @@ class PacketRecord:
     Option fields are None when the option was absent.
     """
 
-    __slots__ = ("num", "ts", "ipv", "src", "dst", "sport", "dport", "seq", "ack", "flags",
-                 "win", "plen", "flen", "mss", "wscale", "sack_perm", "sack", "tsval", "tsecr",
-                 "payload")
+    __slots__ = RECORD_FIELDS
 
     def __init__(self, num: int, ts: int, ipv: int, src: bytes, dst: bytes, sport: int,
                  dport: int, seq: int, ack: int, flags: int, win: int, plen: int, flen: int,
@@ -81,7 +84,7 @@ class PacketRecord:
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, PacketRecord):
             return NotImplemented
-        return all(getattr(self, s) == getattr(other, s) for s in self.__slots__)
+        return all(getattr(self, s) == getattr(other, s) for s in RECORD_FIELDS)
 
     __hash__ = None  # type: ignore[assignment]
 
@@ -101,11 +104,14 @@ def flag_string(flags: int) -> str:
     return "".join(letter for bit, letter in FLAG_LETTERS if flags & bit) or "."
 
 
+STATS_FIELDS = ("packets", "tcp", "non_tcp", "undecodable", "bytes", "dropped", "stopped_at",
+                "error", "unknown_links", "size", "read")
+
+
 class CaptureStats:
     """Totals a capture engine keeps while it runs (read by the report and the header)."""
 
-    __slots__ = ("packets", "tcp", "non_tcp", "undecodable", "bytes", "dropped", "stopped_at",
-                 "error", "unknown_links", "size", "read")
+    __slots__ = STATS_FIELDS
 
     def __init__(self) -> None:
         self.packets = 0  # every frame read
@@ -135,4 +141,4 @@ class CaptureStats:
                 f"IP, loopback): {n} frames counted undecodable")
 
     def as_dict(self) -> dict:
-        return {s: getattr(self, s) for s in self.__slots__ if s not in ("size", "read")}
+        return {s: getattr(self, s) for s in STATS_FIELDS if s not in ("size", "read")}

@@ -91,9 +91,14 @@ class Capture:
     def iter_records(self) -> Iterator[PacketRecord]:
         """The records on the caller's own thread, honouring -c (files: no hand-over cost)."""
         count = self.count
+        if count is None:
+            return self._records()
+        return self._counted(count)
+
+    def _counted(self, count: int) -> Iterator[PacketRecord]:
         for rec in self._records():
             yield rec
-            if count is not None and self.stats.packets >= count:
+            if self.stats.packets >= count:
                 return
 
     def flush_saved(self) -> str | None:

@@ -2,7 +2,12 @@
 connections (handshake, request, response, FIN both ways), loads it in the real app (pilot,
 real monitor thread) and measures snapshot build time, the UI's apply time and the latency
 from a key press (toggle problems-only, change sort) to the updated table.
-Usage: python tests/bench/bench_ui.py [N ...]   (default: 1000 10000 50000)"""
+Usage: python tests/bench/bench_ui.py [N ...]   (default: 1000 10000 50000)
+
+       python tests/bench/bench_ui.py --during FILE
+measures while FILE is being read at full speed (the capture thread never waits): how long
+until the first connection is in the table, and key press -> updated table, every 150 ms
+until the file is read."""
 
 from __future__ import annotations
 
@@ -78,7 +83,40 @@ async def measure(path: str, n: int) -> dict:
     return res
 
 
+async def during(path: str) -> None:
+    mon = Monitor(Capture("fast", file=path))
+    app = TcpwatchApp(mon)
+    async with app.run_test(size=(180, 45)) as pilot:
+        t0 = time.perf_counter()
+        while not (mon.latest is not None and mon.latest.rows and app._applied):
+            await pilot.pause(0.005)
+        first_row = time.perf_counter() - t0
+        lat, read_at = [], []
+        keys = "psrps"
+        while not app.caught_up:
+            key = keys[len(lat) % len(keys)]
+            t1 = time.perf_counter()
+            await pilot.press(key)
+            while not (mon.latest.view == mon.view and app._applied == mon.latest.seq):
+                await pilot.pause(0.005)
+            lat.append(time.perf_counter() - t1)
+            read_at.append(mon.latest.packets)
+            await pilot.pause(0.15)
+        load = time.perf_counter() - t0
+        total = mon.latest.packets
+        await pilot.press("q")
+    lat.sort()
+    print(f"{path}: {total:,} packets read in {load:.2f} s ({total / load:,.0f} pkt/s) with the "
+          f"dashboard up; first connection in the table after {first_row * 1e3:.0f} ms; "
+          f"{len(lat)} key presses while reading (at {read_at[0]:,} .. {read_at[-1]:,} "
+          f"packets): key -> updated table median {statistics.median(lat) * 1e3:.0f} ms, "
+          f"95th {lat[int(len(lat) * 0.95)] * 1e3:.0f} ms, max {lat[-1] * 1e3:.0f} ms")
+
+
 def main() -> None:
+    if sys.argv[1:2] == ["--during"]:
+        asyncio.run(during(sys.argv[2]))
+        return
     sizes = [int(a) for a in sys.argv[1:]] or [1000, 10000, 50000]
     with tempfile.TemporaryDirectory() as d:
         for n in sizes:
