@@ -201,13 +201,7 @@ def records(file: str | None, iface: str | None, bpf: str | None, stats: Capture
     finally:
         if it is not None:
             it.close()  # its own cleanup of tshark runs now, while our loop is open
-        try:  # close on this thread's loop: pyshark's close() would look for a running one
-            loop.run_until_complete(cap.close_async())
-        except Exception:  # noqa: BLE001 - closing a dead tshark must not mask the result
-            pass
-        cap._running_processes.clear()  # else pyshark's __del__ closes again, on a dead loop
-        loop.close()
-        asyncio.set_event_loop(None)
+        _close(cap, loop)
 
 
 def _pipe_reader(proc):
@@ -303,13 +297,19 @@ def _ek_records(cap, loop, file: str | None, iface: str | None, stats: CaptureSt
     finally:
         if read is not None:
             read.resume()  # asyncio watches the pipe again, to see it close
-        try:  # close on this thread's loop: pyshark's close() would look for a running one
-            loop.run_until_complete(cap.close_async())
-        except Exception:  # noqa: BLE001 - closing a dead tshark must not mask the result
-            pass
-        cap._running_processes.clear()  # else pyshark's __del__ closes again, on a dead loop
-        loop.close()
-        asyncio.set_event_loop(None)
+        _close(cap, loop)
+
+
+def _close(cap, loop) -> None:
+    """End pyshark's processes on this thread's loop (pyshark's close() would look for a
+    running one), then the loop."""
+    try:
+        loop.run_until_complete(cap.close_async())
+    except Exception:  # noqa: BLE001 - closing a dead tshark must not mask the result
+        pass
+    cap._running_processes.clear()  # else pyshark's __del__ closes again, on a dead loop
+    loop.close()
+    asyncio.set_event_loop(None)
 
 
 def _exit_code(cap) -> int | None:
