@@ -111,20 +111,29 @@ def cmd_report(args: argparse.Namespace) -> int:
         from .report.progress import Progress
         progress = Progress(os.path.basename(file) if file else f"-i {args.iface}",
                             capture.stats, sys.stderr).start()
+    # a file: no cyclic GC until the report is written (the trackers make no cycles, and
+    # each pass would walk every object kept); a live capture may run for days: it stays on
+    paused = file is not None and gc.isenabled()
+    if paused:
+        gc.disable()
     try:
-        table, err = run.analyse(capture, args.max_flows)
+        try:
+            table, err = run.analyse(capture, args.max_flows)
+        finally:
+            if progress is not None:
+                progress.stop()
+        if isinstance(err, KeyboardInterrupt):
+            err = None  # Ctrl+C ends a live capture: report what was seen
+        if isinstance(err, UserError) and not table.flows and not capture.stats.packets:
+            raise err
+        report = run.build(table, capture, pred, lazy=args.json)
+        if args.json:
+            run.write_json(report, sys.stdout)
+        else:
+            print(text.render(report, None if args.limit == 0 else args.limit))
     finally:
-        if progress is not None:
-            progress.stop()
-    if isinstance(err, KeyboardInterrupt):
-        err = None  # Ctrl+C ends a live capture: report what was seen
-    if isinstance(err, UserError) and not table.flows and not capture.stats.packets:
-        raise err
-    report = run.build(table, capture, pred, lazy=args.json)
-    if args.json:
-        run.write_json(report, sys.stdout)
-    else:
-        print(text.render(report, None if args.limit == 0 else args.limit))
+        if paused:
+            gc.enable()
     if err is not None:
         if isinstance(err, UserError):
             raise err

@@ -524,7 +524,7 @@ class Monitor:
             nbins = span // width + 1
             acc = [[0] * nbins, [0] * nbins]
             for r in ring:
-                d = 0 if (r.src, r.sport) == fl.client else 1
+                d = fl.direction_of(r)
                 acc[d][(r.ts - t0) // width] += r.flen
             scale = 1e9 / width
             return tuple(tuple((i * width / 1e9, b * scale) for i, b in enumerate(a))
@@ -551,7 +551,7 @@ class Monitor:
         pk = []
         ev_by_num = {num: names for _t, num, _d, names in evs}
         for r in ring:
-            d = 0 if (r.src, r.sport) == fl.client else 1
+            d = fl.direction_of(r)
             ack = (r.ack - base[1 - d]) & M32 if r.flags & 0x10 else 0
             pk.append((r.num, rel(r.ts), d, flags_text(r.flags), (r.seq - base[d]) & M32, ack,
                        r.plen, r.win, ev_by_num.get(r.num, ()), describe(r.payload)))

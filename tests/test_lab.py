@@ -146,7 +146,11 @@ def test_server_think_time(tmp_path):
     for x in fl.exchanges.items:
         b = breakdown(x, fl, fl.exchanges)
         assert abs(b["think"] - 0.3) < 0.005, b
-        assert abs(b["network"] - RTT) < 0.05 * RTT, b
+        # network time is one round trip: the link's delay, which this userspace link may
+        # stretch by a few ms on a busy machine, so compared with the handshake on the same
+        # connection (its handshake RTT), and never shorter than the delay it imposes
+        assert abs(b["network"] - fl.handshake.irtt_ns / 1e9) < 0.05 * RTT, b
+        assert b["network"] >= 0.95 * RTT, b
     found = [f for f in diagnose_flow(fl) if f.kind == "server_think"]
     print(f"\nLAB think: 300 ms injected; think "
           f"{[round(breakdown(x, fl, fl.exchanges)['think'] * 1e3, 2) for x in fl.exchanges.items]}"

@@ -40,6 +40,7 @@ def _sh(*cmd: str) -> None:
 def unprivileged():
     """(user in the wireshark group, user outside it, a world-readable lib dir, bin dir)."""
     import humanize
+    import orjson
     base = Path(tempfile.mkdtemp(prefix="twpriv-"))
     base.chmod(0o755)
     tag = uuid.uuid4().hex[:6]
@@ -57,8 +58,10 @@ def unprivileged():
         lib = base / "lib"
         shutil.copytree(Path(tcpwatch.__file__).parent, lib / "tcpwatch",
                         ignore=shutil.ignore_patterns("__pycache__", "*.so"))
-        shutil.copytree(Path(humanize.__file__).parent, lib / "humanize",
-                        ignore=shutil.ignore_patterns("__pycache__"))
+        for mod in (humanize, orjson):  # the dependencies the report needs (orjson built
+            # for this same CPython version)
+            shutil.copytree(Path(mod.__file__).parent, lib / mod.__name__,
+                            ignore=shutil.ignore_patterns("__pycache__"))
         # Wireshark's own set-up (dpkg-reconfigure wireshark-common), on a private copy
         bindir = base / "bin"
         bindir.mkdir()

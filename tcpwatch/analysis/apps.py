@@ -5,17 +5,20 @@ come from the wire (shown escaped by the UI)."""
 
 from __future__ import annotations
 
+from typing import Final
+
 from .peek import client_hello_sni
 
-HTTP_METHODS = (b"GET", b"POST", b"PUT", b"DELETE", b"HEAD", b"OPTIONS", b"PATCH", b"CONNECT",
-                b"TRACE")
-TLS_HANDSHAKE = 22  # record content type (RFC 8446 5.1)
-TLS_CCS = 20
-TLS_APPDATA = 23
-EXT_SUPPORTED_VERSIONS = 43  # RFC 8446 4.2.1
-EXT_PRE_SHARED_KEY = 41  # RFC 8446 4.2.11: the server accepted a PSK (resumption)
-DNS_PORT = 53
-RCODES = {0: "NOERROR", 1: "FORMERR", 2: "SERVFAIL", 3: "NXDOMAIN", 4: "NOTIMP", 5: "REFUSED"}
+HTTP_METHODS: Final = (b"GET", b"POST", b"PUT", b"DELETE", b"HEAD", b"OPTIONS", b"PATCH",
+                       b"CONNECT", b"TRACE")
+TLS_HANDSHAKE: Final = 22  # record content type (RFC 8446 5.1)
+TLS_CCS: Final = 20
+TLS_APPDATA: Final = 23
+EXT_SUPPORTED_VERSIONS: Final = 43  # RFC 8446 4.2.1
+EXT_PRE_SHARED_KEY: Final = 41  # RFC 8446 4.2.11: the server accepted a PSK (resumption)
+DNS_PORT: Final = 53
+RCODES: Final = {0: "NOERROR", 1: "FORMERR", 2: "SERVFAIL", 3: "NXDOMAIN", 4: "NOTIMP",
+                  5: "REFUSED"}
 
 
 def http_request(p: bytes) -> dict | None:

@@ -4,10 +4,14 @@ trackers only."""
 
 from __future__ import annotations
 
+from typing import Final
+
 from .diagnosis import BADGE, diagnose_flow
 from .flow import Flow
 
-ERROR, WARN, INFO = "error", "warn", "info"
+ERROR: Final = "error"
+WARN: Final = "warn"
+INFO: Final = "info"
 
 # tag: (severity, one-line meaning, what it costs a request, with its RFC)
 BADGES: dict[str, tuple[str, str, str]] = {
@@ -68,7 +72,7 @@ BADGES: dict[str, tuple[str, str, str]] = {
             "counts for this connection are lower bounds. Not a network problem."),
 }
 
-SEVERITY_ORDER = {ERROR: 0, WARN: 1, INFO: 2}
+SEVERITY_ORDER: Final = {ERROR: 0, WARN: 1, INFO: 2}
 
 
 def flow_badges(f: Flow) -> tuple[str, ...]:

@@ -5,40 +5,41 @@ and times) and what to do about it. Pure."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Final
 
 from . import events as E
 from .exchange import breakdown
 
 # kinds (one definition each; the badge shown in the flow table in brackets)
-SYN_RETRANSMITTED = "syn_retransmitted"  # [SYN+] RFC 6298 2.1: initial RTO 1 s
-CONNECTION_REFUSED = "connection_refused"  # [REJ] RFC 9293 3.10.7.1: RST to a SYN
-RTO_STALL = "rto_stall"  # [RTO] RFC 6298 5: the retransmission timer expired
-FAST_RETRANSMIT = "fast_retransmit"  # [RETX] RFC 5681 3.2 / RFC 6675 loss recovery
-ZERO_WINDOW = "zero_window"  # [ZWIN] RFC 9293 3.8.6: the receiver stopped reading
-WINDOW_BOUND = "window_bound"  # [WNDB] RFC 7323 2: in flight pinned at the peer's window
-NAGLE_DELAYED_ACK = "nagle_delayed_ack"  # [NAGLE] RFC 896 + RFC 1122 4.2.3.2
-SLOW_START = "slow_start"  # [SS] RFC 5681 3.1: cwnd grows one window per RTT
-CONNECTION_CHURN = "connection_churn"  # [CHURN] a new connection per request
-SERVER_THINK = "server_think"  # [THINK] the server took long to answer
-HIGH_RETRANSMISSION = "high_retransmission_rate"  # [LOSS]
-RST_MIDSTREAM = "rst_midstream"  # [RST] RFC 9293 3.5.2: aborted after data
-HALF_OPEN = "half_open"  # [HALF] RFC 9293 3.5.2: one side sends into the void
+SYN_RETRANSMITTED: Final = "syn_retransmitted"  # [SYN+] RFC 6298 2.1: initial RTO 1 s
+CONNECTION_REFUSED: Final = "connection_refused"  # [REJ] RFC 9293 3.10.7.1: RST to a SYN
+RTO_STALL: Final = "rto_stall"  # [RTO] RFC 6298 5: the retransmission timer expired
+FAST_RETRANSMIT: Final = "fast_retransmit"  # [RETX] RFC 5681 3.2 / RFC 6675 loss recovery
+ZERO_WINDOW: Final = "zero_window"  # [ZWIN] RFC 9293 3.8.6: the receiver stopped reading
+WINDOW_BOUND: Final = "window_bound"  # [WNDB] RFC 7323 2: in flight pinned at the peer's window
+NAGLE_DELAYED_ACK: Final = "nagle_delayed_ack"  # [NAGLE] RFC 896 + RFC 1122 4.2.3.2
+SLOW_START: Final = "slow_start"  # [SS] RFC 5681 3.1: cwnd grows one window per RTT
+CONNECTION_CHURN: Final = "connection_churn"  # [CHURN] a new connection per request
+SERVER_THINK: Final = "server_think"  # [THINK] the server took long to answer
+HIGH_RETRANSMISSION: Final = "high_retransmission_rate"  # [LOSS]
+RST_MIDSTREAM: Final = "rst_midstream"  # [RST] RFC 9293 3.5.2: aborted after data
+HALF_OPEN: Final = "half_open"  # [HALF] RFC 9293 3.5.2: one side sends into the void
 
-BADGE = {SYN_RETRANSMITTED: "SYN+", CONNECTION_REFUSED: "REJ", RTO_STALL: "RTO",
+BADGE: Final = {SYN_RETRANSMITTED: "SYN+", CONNECTION_REFUSED: "REJ", RTO_STALL: "RTO",
          FAST_RETRANSMIT: "RETX", ZERO_WINDOW: "ZWIN", WINDOW_BOUND: "WNDB",
          NAGLE_DELAYED_ACK: "NAGLE", SLOW_START: "SS", CONNECTION_CHURN: "CHURN",
          SERVER_THINK: "THINK", HIGH_RETRANSMISSION: "LOSS", RST_MIDSTREAM: "RST",
          HALF_OPEN: "HALF"}
 
-THINK_MIN_S = 0.1  # server think time worth reporting
-THINK_SHARE = 0.5  # ... and at least this share of the exchange
-LOSS_RATE = 0.02  # retransmitted / data segments
-LOSS_MIN = 3
-WINDOW_FULL_MIN = 3  # window-full marks before calling a transfer window-bound
-SLOW_START_ROUNDS = 3  # response transfer of at least this many RTTs
-INITIAL_WINDOW = 10  # segments (RFC 6928)
-CHURN_MIN = 3  # connections from one client to one server, each with <= 1 exchange
-HALF_OPEN_RETRIES = 3
+THINK_MIN_S: Final = 0.1  # server think time worth reporting
+THINK_SHARE: Final = 0.5  # ... and at least this share of the exchange
+LOSS_RATE: Final = 0.02  # retransmitted / data segments
+LOSS_MIN: Final = 3
+WINDOW_FULL_MIN: Final = 3  # window-full marks before calling a transfer window-bound
+SLOW_START_ROUNDS: Final = 3  # response transfer of at least this many RTTs
+INITIAL_WINDOW: Final = 10  # segments (RFC 6928)
+CHURN_MIN: Final = 3  # connections from one client to one server, each with <= 1 exchange
+HALF_OPEN_RETRIES: Final = 3
 
 
 @dataclass

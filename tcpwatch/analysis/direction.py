@@ -7,13 +7,15 @@ acknowledged by the peer).
 
 from __future__ import annotations
 
+from typing import Final
+
 from .rtt import RttEstimator
 
-SERIES_MAX = 1024  # window / in-flight samples kept per direction (bounded memory per flow)
-UNACKED_MAX = 1000  # segments remembered for RTT sampling (as Wireshark's analysis)
-TSVAL_MAX = 256  # TSval first-sent times remembered for RFC 7323 RTT samples
+SERIES_MAX: Final = 1024  # window / in-flight samples kept per direction (bounded memory per flow)
+UNACKED_MAX: Final = 1000  # segments remembered for RTT sampling (as Wireshark's analysis)
+TSVAL_MAX: Final = 256  # TSval first-sent times remembered for RFC 7323 RTT samples
 
-COUNTERS = ("retransmission", "fast_retransmission", "spurious_retransmission",
+COUNTERS: Final = ("retransmission", "fast_retransmission", "spurious_retransmission",
             "rto_retransmission", "sack_recovery", "out_of_order", "lost_segment",
             "ack_lost_segment", "duplicate_ack", "zero_window", "zero_window_probe",
             "zero_window_probe_ack", "keep_alive", "keep_alive_ack", "window_update",

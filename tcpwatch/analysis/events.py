@@ -1,30 +1,34 @@
 """Per-segment analysis events: one bit each, named as Wireshark's tcp.analysis.* fields where
 Wireshark has the same notion, so that tests can compare frame by frame."""
 
-RETRANSMISSION = 1 << 0  # data (or SYN/FIN) below the highest sequence already sent (RFC 9293)
-FAST_RETRANSMISSION = 1 << 1  # retransmission after >=2 duplicate ACKs (RFC 5681 3.2)
-SPURIOUS_RETRANSMISSION = 1 << 2  # retransmitted data that was already acknowledged
-OUT_OF_ORDER = 1 << 3  # below the highest sequence, soon after it: reordering, not loss
-LOST_SEGMENT = 1 << 4  # above the expected sequence: an earlier segment was not captured
-ACKED_UNSEEN = 1 << 5  # acknowledges data the capture never saw
-DUPLICATE_ACK = 1 << 6  # same ACK, window and sequence as before, no data (RFC 5681 2)
-ZERO_WINDOW = 1 << 7  # advertises a zero receive window (RFC 9293 3.8.6.1)
-ZERO_WINDOW_PROBE = 1 << 8  # 1 byte past a zero window (RFC 9293 3.8.6.1, RFC 1122 4.2.2.17)
-ZERO_WINDOW_PROBE_ACK = 1 << 9  # the receiver's answer to a zero-window probe
-KEEP_ALIVE = 1 << 10  # 0/1 byte at snd.nxt-1 (RFC 1122 4.2.3.6)
-KEEP_ALIVE_ACK = 1 << 11  # the answer to a keep-alive
-WINDOW_UPDATE = 1 << 12  # pure ACK that only changes the window
-WINDOW_FULL = 1 << 13  # data that fills the peer's advertised window to its right edge
-REUSED_PORTS = 1 << 14  # a SYN with a new ISN on a 4-tuple seen before
-# tcpwatch's own refinements (not Wireshark's):
-RTO_RETRANSMISSION = 1 << 16  # retransmitted after the sender's timer ran out (RFC 6298 5)
-SACK_RECOVERY = 1 << 17  # a hole the receiver reported (dup-ACK/SACK) being filled (RFC 6675)
-# connection control segments, kept in a flow's event timeline (not analysis verdicts):
-SYN_SEEN = 1 << 20  # SYN or SYN-ACK (RFC 9293 3.5)
-FIN_SEEN = 1 << 21  # the sender has no more data (RFC 9293 3.6)
-RST_SEEN = 1 << 22  # the connection is aborted (RFC 9293 3.5.2)
+from typing import Final
 
-NAMES = {
+# data (or SYN/FIN) below the highest sequence already sent (RFC 9293)
+RETRANSMISSION: Final = 1 << 0
+FAST_RETRANSMISSION: Final = 1 << 1  # retransmission after >=2 duplicate ACKs (RFC 5681 3.2)
+SPURIOUS_RETRANSMISSION: Final = 1 << 2  # retransmitted data that was already acknowledged
+OUT_OF_ORDER: Final = 1 << 3  # below the highest sequence, soon after it: reordering, not loss
+LOST_SEGMENT: Final = 1 << 4  # above the expected sequence: an earlier segment was not captured
+ACKED_UNSEEN: Final = 1 << 5  # acknowledges data the capture never saw
+DUPLICATE_ACK: Final = 1 << 6  # same ACK, window and sequence as before, no data (RFC 5681 2)
+ZERO_WINDOW: Final = 1 << 7  # advertises a zero receive window (RFC 9293 3.8.6.1)
+ZERO_WINDOW_PROBE: Final = 1 << 8  # 1 byte past a zero window (RFC 9293 3.8.6.1, RFC 1122 4.2.2.17)
+ZERO_WINDOW_PROBE_ACK: Final = 1 << 9  # the receiver's answer to a zero-window probe
+KEEP_ALIVE: Final = 1 << 10  # 0/1 byte at snd.nxt-1 (RFC 1122 4.2.3.6)
+KEEP_ALIVE_ACK: Final = 1 << 11  # the answer to a keep-alive
+WINDOW_UPDATE: Final = 1 << 12  # pure ACK that only changes the window
+WINDOW_FULL: Final = 1 << 13  # data that fills the peer's advertised window to its right edge
+REUSED_PORTS: Final = 1 << 14  # a SYN with a new ISN on a 4-tuple seen before
+# tcpwatch's own refinements (not Wireshark's):
+RTO_RETRANSMISSION: Final = 1 << 16  # retransmitted after the sender's timer ran out (RFC 6298 5)
+# a hole the receiver reported (dup-ACK/SACK) being filled (RFC 6675)
+SACK_RECOVERY: Final = 1 << 17
+# connection control segments, kept in a flow's event timeline (not analysis verdicts):
+SYN_SEEN: Final = 1 << 20  # SYN or SYN-ACK (RFC 9293 3.5)
+FIN_SEEN: Final = 1 << 21  # the sender has no more data (RFC 9293 3.6)
+RST_SEEN: Final = 1 << 22  # the connection is aborted (RFC 9293 3.5.2)
+
+NAMES: Final = {
     RETRANSMISSION: "retransmission", FAST_RETRANSMISSION: "fast_retransmission",
     SPURIOUS_RETRANSMISSION: "spurious_retransmission", OUT_OF_ORDER: "out_of_order",
     LOST_SEGMENT: "lost_segment", ACKED_UNSEEN: "ack_lost_segment",

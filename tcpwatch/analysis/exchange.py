@@ -17,12 +17,15 @@ Pure: packet times only.
 
 from __future__ import annotations
 
+from typing import Final
+
 from ..capture.record import ACK, PacketRecord
 from . import apps
 from . import events as E
 
-EXCHANGES_MAX = 1000  # per connection, oldest dropped first (bounded memory)
-NAGLE_GAP_NS = 10_000_000  # a held-back segment waits at least this long (delayed ACK >= 40 ms)
+EXCHANGES_MAX: Final = 1000  # per connection, oldest dropped first (bounded memory)
+# a held-back segment waits at least this long (delayed ACK >= 40 ms)
+NAGLE_GAP_NS: Final = 10_000_000
 
 
 class Exchange:

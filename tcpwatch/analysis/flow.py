@@ -10,6 +10,8 @@ Pure: no I/O, no clocks; time comes only from packet timestamps.
 
 from __future__ import annotations
 
+from typing import Final
+
 from ..capture.record import ACK, FIN, RST, SYN, PacketRecord, fmt_addr
 from . import events as E
 from .direction import SERIES_MAX, TSVAL_MAX, UNACKED_MAX, Direction
@@ -19,13 +21,14 @@ from .lifecycle import Lifecycle
 from .ring import ring_add
 from .seqspace import seq_diff, seq_gt, seq_le, seq_lt
 
-M32 = 0xFFFFFFFF
-SFR = SYN | FIN | RST
-FAST_RETRANS_WINDOW_NS = 20_000_000  # Wireshark: fast retransmission within 20 ms of dup ACKs
-OOO_DEFAULT_NS = 3_000_000  # Wireshark: reordering threshold when the iRTT is unknown
-EVENTS_MAX = 512  # analysis events kept per flow for the timeline (bounded memory)
+M32: Final = 0xFFFFFFFF
+SFR: Final = SYN | FIN | RST
+# Wireshark: fast retransmission within 20 ms of dup ACKs
+FAST_RETRANS_WINDOW_NS: Final = 20_000_000
+OOO_DEFAULT_NS: Final = 3_000_000  # Wireshark: reordering threshold when the iRTT is unknown
+EVENTS_MAX: Final = 512  # analysis events kept per flow for the timeline (bounded memory)
 
-_COUNTED = [(bit, E.NAMES[bit]) for bit in (
+_COUNTED: Final = [(bit, E.NAMES[bit]) for bit in (
     E.RETRANSMISSION, E.FAST_RETRANSMISSION, E.SPURIOUS_RETRANSMISSION, E.RTO_RETRANSMISSION,
     E.SACK_RECOVERY, E.OUT_OF_ORDER, E.LOST_SEGMENT, E.ACKED_UNSEEN, E.DUPLICATE_ACK,
     E.ZERO_WINDOW, E.ZERO_WINDOW_PROBE, E.ZERO_WINDOW_PROBE_ACK, E.KEEP_ALIVE, E.KEEP_ALIVE_ACK,
@@ -42,7 +45,8 @@ def _sack_hole(blocks: tuple, lastack: int | None, seq: int) -> bool:
 class Flow:
     """A connection. Direction 0 is client->server, 1 is server->client."""
 
-    __slots__ = ("id", "ipv", "client", "server", "roles_from", "first_ts", "last_ts",
+    __slots__ = ("id", "ipv", "key", "client_side", "client", "server", "roles_from",
+                 "first_ts", "last_ts",
                  "first_num", "last_num", "dirs", "handshake", "life", "events", "reused",
                  "exchanges")
 
@@ -52,6 +56,10 @@ class Flow:
         self.ipv = r.ipv
         a, b = (r.src, r.sport), (r.dst, r.dport)
         self.client, self.server = (a, b) if src_is_client else (b, a)
+        self.key = r.key  # the flow table's lookup key (PacketRecord.key)
+        # which endpoint of the key is the client (PacketRecord.side); a connection from an
+        # endpoint to itself has one side, and everything on it goes client -> server
+        self.client_side = r.side if src_is_client or a == b else 1 - r.side
         self.roles_from = roles_from  # "syn", "syn-ack", or the heuristic used (table.py)
         self.first_ts = self.last_ts = r.ts
         self.first_num = self.last_num = r.num
@@ -64,7 +72,7 @@ class Flow:
 
     # ------------------------------------------------------------------------------------
     def direction_of(self, r: PacketRecord) -> int:
-        return 0 if (r.src, r.sport) == self.client else 1
+        return 0 if r.side == self.client_side else 1
 
     @property
     def closed(self) -> bool:

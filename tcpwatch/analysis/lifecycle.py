@@ -14,22 +14,31 @@ not captured), W zero window, ^ roles guessed (no SYN seen; see table.py).
 
 from __future__ import annotations
 
+from typing import Final
+
 from ..capture.record import ACK, FIN, RST, SYN
 
 # endpoint states (Zeek's TCP_* endpoint states, RFC 9293 3.3.2 in spirit)
-INACTIVE, SYN_SENT, SYN_ACK_SENT, PARTIAL, ESTABLISHED, CLOSED, RESET = range(7)
+INACTIVE: Final = 0
+SYN_SENT: Final = 1
+SYN_ACK_SENT: Final = 2
+PARTIAL: Final = 3
+ESTABLISHED: Final = 4
+CLOSED: Final = 5
+RESET: Final = 6
 
-CONN_STATES = ("S0", "S1", "SF", "REJ", "S2", "S3", "RSTO", "RSTR", "RSTOS0", "RSTRH", "SH",
-               "SHR", "OTH")
+CONN_STATES: Final = ("S0", "S1", "SF", "REJ", "S2", "S3", "RSTO", "RSTR", "RSTOS0", "RSTRH",
+                      "SH", "SHR", "OTH")
 
 
 class Lifecycle:
-    __slots__ = ("state", "history", "fin_ts", "rst_ts", "fin_by", "rst_by",
+    __slots__ = ("state", "history", "seen", "fin_ts", "rst_ts", "fin_by", "rst_by",
                  "payload_bytes")
 
     def __init__(self, guessed_roles: bool) -> None:
         self.state = [INACTIVE, INACTIVE]  # [originator, responder]
         self.history: list[str] = ["^"] if guessed_roles else []
+        self.seen = 0  # history letters already recorded: bit (letter - "A") + 26 * direction
         self.fin_ts: int | None = None
         self.rst_ts: int | None = None
         self.fin_by: list[bool] = [False, False]
@@ -37,9 +46,11 @@ class Lifecycle:
         self.payload_bytes = [0, 0]
 
     def mark(self, letter: str, d: int) -> None:
-        c = letter if d == 0 else letter.lower()
-        if c not in self.history:  # a few letters: a list beats a set's 200+ bytes
-            self.history.append(c)
+        """Record an upper-case history letter for direction d, the first time only."""
+        bit = 1 << (ord(letter) - 65 + 26 * d)
+        if not self.seen & bit:
+            self.seen |= bit
+            self.history.append(letter if d == 0 else letter.lower())
 
     def on_packet(self, flags: int, plen: int, d: int, ts: int) -> None:
         st = self.state

@@ -4,10 +4,12 @@ RFC 6066 3), or nothing. Returns raw text from the wire: the UI must show it esc
 
 from __future__ import annotations
 
-_METHODS = (b"GET ", b"POST ", b"PUT ", b"DELETE ", b"HEAD ", b"OPTIONS ", b"PATCH ",
+from typing import Final
+
+_METHODS: Final = (b"GET ", b"POST ", b"PUT ", b"DELETE ", b"HEAD ", b"OPTIONS ", b"PATCH ",
             b"CONNECT ", b"TRACE ")
-_TLS_TYPES = {20: "ChangeCipherSpec", 21: "Alert", 22: "Handshake", 23: "Application Data"}
-_HS_TYPES = {1: "Client Hello", 2: "Server Hello", 4: "New Session Ticket",
+_TLS_TYPES: Final = {20: "ChangeCipherSpec", 21: "Alert", 22: "Handshake", 23: "Application Data"}
+_HS_TYPES: Final = {1: "Client Hello", 2: "Server Hello", 4: "New Session Ticket",
              8: "Encrypted Extensions", 11: "Certificate", 12: "Server Key Exchange",
              13: "Certificate Request", 14: "Server Hello Done", 15: "Certificate Verify",
              16: "Client Key Exchange", 20: "Finished"}

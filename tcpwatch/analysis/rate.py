@@ -8,9 +8,10 @@ previous bin that still lies inside the window. Time comes from packet timestamp
 from __future__ import annotations
 
 from collections import deque
+from typing import Final
 
-BIN_NS = 1_000_000_000
-BINS_MAX = 600  # ten minutes of 1 s bins kept (bounded memory per flow)
+BIN_NS: Final = 1_000_000_000
+BINS_MAX: Final = 600  # ten minutes of 1 s bins kept (bounded memory per flow)
 
 
 class RateBins:

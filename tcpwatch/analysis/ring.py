@@ -3,6 +3,8 @@ events) must cost little for the many short connections and stay bounded for lon
 
 from __future__ import annotations
 
+from typing import Final
+
 
 def ring_add(ring: list, item, maxlen: int) -> None:
     """Append to a bounded series kept in a plain list (a deque costs ~600 bytes even for one
@@ -13,4 +15,4 @@ def ring_add(ring: list, item, maxlen: int) -> None:
         del ring[:len(ring) - maxlen]
 
 
-RING_SLACK = 1.25  # a ring_add list never holds more than this times its maxlen
+RING_SLACK: Final = 1.25  # a ring_add list never holds more than this times its maxlen

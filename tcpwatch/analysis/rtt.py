@@ -8,17 +8,19 @@ names the copy, so those samples survive retransmission.
 
 from __future__ import annotations
 
+from typing import Final
+
 from .ring import ring_add
 
 # RFC 6298 2: alpha = 1/8, beta = 1/4, K = 4; clock granularity G taken as 1 ms (Linux jiffy
 # granularity is 1-4 ms); RTO floor of 1 s (RFC 6298 2.4); initial RTO 1 s (2.1).
-ALPHA = 0.125
-BETA = 0.25
-K = 4
-G = 0.001
-RTO_MIN = 1.0
-RTO_INITIAL = 1.0
-SERIES_MAX = 1024  # RTT samples kept per direction for plots (bounded memory per flow)
+ALPHA: Final = 0.125
+BETA: Final = 0.25
+K: Final = 4
+G: Final = 0.001
+RTO_MIN: Final = 1.0
+RTO_INITIAL: Final = 1.0
+SERIES_MAX: Final = 1024  # RTT samples kept per direction for plots (bounded memory per flow)
 
 
 class RttEstimator:

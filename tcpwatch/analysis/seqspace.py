@@ -1,7 +1,9 @@
 """Modular 32-bit sequence-number arithmetic (RFC 9293 3.4: comparisons are modulo 2**32)."""
 
-MOD = 1 << 32
-HALF = 1 << 31
+from typing import Final
+
+MOD: Final = 1 << 32
+HALF: Final = 1 << 31
 
 
 def seq_add(a: int, n: int) -> int:

@@ -6,13 +6,15 @@ Times are seconds (floats), sizes bytes, rates bytes per second. None means "not
 
 from __future__ import annotations
 
+from typing import Final
+
 from ..capture.record import fmt_addr
 from .diagnosis import diagnose_flow
 from .direction import Direction
 from .exchange import exchange_summary
 from .flow import Flow
 
-SCHEMA_VERSION = 2  # 2: exchanges, tls, diagnosis
+SCHEMA_VERSION: Final = 2  # 2: exchanges, tls, diagnosis
 
 
 def _s(ns: int | None) -> float | None:

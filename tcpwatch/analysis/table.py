@@ -16,22 +16,23 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Callable
+from typing import Final
 
 from ..capture.record import ACK, SYN, PacketRecord, fmt_addr
 from .flow import Flow
 
-EPHEMERAL_MIN = 32768
-MAX_FLOWS = 20_000  # connections kept in memory (~8.5 KB for a short one); past it the least
+EPHEMERAL_MIN: Final = 32768
+MAX_FLOWS: Final = 20_000  # connections kept in memory (~8.5 KB for a short one); past it the least
 #                      recently active go, finished ones first
-EVICT_SHARE = 10  # evict 1/EVICT_SHARE of the cap at a time (amortized: no per-packet cost)
-DEST_MAX = 10_000  # destinations counted separately in the half-open summary
-HALF_OPEN_STATE = "S0"  # Zeek: a SYN seen, no reply (RFC 9293 3.5: a half-open attempt)
-HALF_OPEN_FOLD = 20  # this many half-open attempts to one server are shown as one line/row
+EVICT_SHARE: Final = 10  # evict 1/EVICT_SHARE of the cap at a time (amortized: no per-packet cost)
+DEST_MAX: Final = 10_000  # destinations counted separately in the half-open summary
+HALF_OPEN_STATE: Final = "S0"  # Zeek: a SYN seen, no reply (RFC 9293 3.5: a half-open attempt)
+HALF_OPEN_FOLD: Final = 20  # this many half-open attempts to one server are shown as one line/row
 
 
-def endpoint_key(r: PacketRecord) -> tuple:
-    a, b = (r.src, r.sport), (r.dst, r.dport)
-    return (a, b) if a <= b else (b, a)
+def endpoint_key(r: PacketRecord) -> int:
+    """The connection lookup key: the same for both directions (PacketRecord.key)."""
+    return r.key
 
 
 def guess_src_is_client(r: PacketRecord) -> tuple[bool, str]:
@@ -100,7 +101,7 @@ class FlowTable:
         if max_flows < 1:
             raise ValueError("max_flows must be positive")
         self.flows: dict[int, Flow] = {}
-        self.active: dict[tuple, Flow] = {}
+        self.active: dict[int, Flow] = {}  # PacketRecord.key -> the connection on it now
         self.first_ts: int | None = None
         self.last_ts = 0
         self.records = 0
@@ -116,17 +117,22 @@ class FlowTable:
             self.first_ts = r.ts
         if r.ts > self.last_ts:
             self.last_ts = r.ts
-        key = endpoint_key(r)
+        key = r.key
         fl = self.active.get(key)
         if fl is None:
             fl = self._new(key, r, reused=False)
         elif r.flags & SYN and self._is_new_incarnation(fl, r):
             fl = self._new(key, r, reused=True)
-        d = 0 if (r.src, r.sport) == fl.client else 1
+        d = 0 if r.side == fl.client_side else 1
         m = fl.feed(r, d)
         return fl, d, m
 
-    def _new(self, key: tuple, r: PacketRecord, reused: bool) -> Flow:
+    def feed_all(self, batch: list[PacketRecord]) -> None:
+        """feed() every record of a batch (the report's loop, compiled with the rest)."""
+        for r in batch:
+            self.feed(r)
+
+    def _new(self, key: int, r: PacketRecord, reused: bool) -> Flow:
         src_is_client, why = guess_src_is_client(r)
         fid = self.next_id
         self.next_id = fid + 1
@@ -148,9 +154,8 @@ class FlowTable:
                 continue
             n -= 1
             del self.flows[fl.id]
-            key = (fl.client, fl.server) if fl.client <= fl.server else (fl.server, fl.client)
-            if active.get(key) is fl:
-                del active[key]
+            if active.get(fl.key) is fl:
+                del active[fl.key]
             ev.add(fl)
             if hook is not None:
                 hook(fl)
@@ -169,7 +174,7 @@ class FlowTable:
 
     @staticmethod
     def _is_new_incarnation(fl: Flow, r: PacketRecord) -> bool:
-        d = fl.dirs[0 if (r.src, r.sport) == fl.client else 1]
+        d = fl.dirs[0 if r.side == fl.client_side else 1]
         return d.base_seq is not None and r.seq != d.base_seq
 
     def forget_closed(self, now: int, linger_ns: int) -> int:

@@ -6,6 +6,8 @@ https://www.tcpdump.org/linktypes.html. Nothing here imports from analysis/ or u
 
 from __future__ import annotations
 
+from typing import Final
+
 from .record import (
     OPT_EOL,
     OPT_MSS,
@@ -19,39 +21,44 @@ from .record import (
 )
 
 # link-layer header types (pcap LINKTYPE_* values)
-LINK_NULL = 0  # BSD loopback: 4-byte address family in host byte order
-LINK_ETHERNET = 1
-LINK_RAW_12 = 12  # raw IP (DLT_RAW on most BSDs)
-LINK_RAW_14 = 14  # raw IP (DLT_RAW on OpenBSD)
-LINK_RAW = 101  # raw IP
-LINK_LOOP = 108  # OpenBSD loopback: address family in network byte order
-LINK_LINUX_SLL = 113  # Linux cooked capture v1
-LINK_IPV4 = 228
-LINK_IPV6 = 229
-LINK_LINUX_SLL2 = 276  # Linux cooked capture v2
+LINK_NULL: Final = 0  # BSD loopback: 4-byte address family in host byte order
+LINK_ETHERNET: Final = 1
+LINK_RAW_12: Final = 12  # raw IP (DLT_RAW on most BSDs)
+LINK_RAW_14: Final = 14  # raw IP (DLT_RAW on OpenBSD)
+LINK_RAW: Final = 101  # raw IP
+LINK_LOOP: Final = 108  # OpenBSD loopback: address family in network byte order
+LINK_LINUX_SLL: Final = 113  # Linux cooked capture v1
+LINK_IPV4: Final = 228
+LINK_IPV6: Final = 229
+LINK_LINUX_SLL2: Final = 276  # Linux cooked capture v2
 
-SUPPORTED_LINKS = {LINK_NULL, LINK_ETHERNET, LINK_RAW_12, LINK_RAW_14, LINK_RAW, LINK_LOOP,
+SUPPORTED_LINKS: Final = {LINK_NULL, LINK_ETHERNET, LINK_RAW_12, LINK_RAW_14, LINK_RAW, LINK_LOOP,
                    LINK_LINUX_SLL, LINK_IPV4, LINK_IPV6, LINK_LINUX_SLL2}
 
-ETH_IPV4 = 0x0800
-ETH_IPV6 = 0x86DD
-ETH_VLAN = (0x8100, 0x88A8, 0x9100, 0x9200)  # 802.1Q, 802.1ad (QinQ) and legacy QinQ tags
-ETH_PPPOE_SESSION = 0x8864  # RFC 2516: 6-byte PPPoE header, then a 2-byte PPP protocol
-ETH_MPLS = (0x8847, 0x8848)  # RFC 3032 label stack; IP version read from the first nibble
-PPP_IPV4, PPP_IPV6 = 0x0021, 0x0057
+ETH_IPV4: Final = 0x0800
+ETH_IPV6: Final = 0x86DD
+ETH_VLAN: Final = (0x8100, 0x88A8, 0x9100, 0x9200)  # 802.1Q, 802.1ad (QinQ) and legacy QinQ tags
+ETH_PPPOE_SESSION: Final = 0x8864  # RFC 2516: 6-byte PPPoE header, then a 2-byte PPP protocol
+ETH_MPLS: Final = (0x8847, 0x8848)  # RFC 3032 label stack; IP version read from the first nibble
+PPP_IPV4: Final = 0x0021
+PPP_IPV6: Final = 0x0057
 
-IPPROTO_TCP = 6
+IPPROTO_TCP: Final = 6
 # IPv6 extension headers that are walked to reach TCP (RFC 8200 4.1)
-IP6_HOPOPTS, IP6_ROUTING, IP6_FRAGMENT, IP6_DSTOPTS, IP6_AH = 0, 43, 44, 60, 51
-IP6_EXT_WALKED = {IP6_HOPOPTS, IP6_ROUTING, IP6_DSTOPTS}
+IP6_HOPOPTS: Final = 0
+IP6_ROUTING: Final = 43
+IP6_FRAGMENT: Final = 44
+IP6_DSTOPTS: Final = 60
+IP6_AH: Final = 51
+IP6_EXT_WALKED: Final = {IP6_HOPOPTS, IP6_ROUTING, IP6_DSTOPTS}
 
 # BSD address family values for IPv6 differ between systems (Linux 10, NetBSD/OpenBSD 24,
 # FreeBSD 28, macOS 30)
-AF_INET = 2
-AF_INET6 = {10, 24, 28, 30}
+AF_INET: Final = 2
+AF_INET6: Final = {10, 24, 28, 30}
 
-NOT_TCP = 1  # decoded fine, but not a TCP segment
-UNDECODABLE = 2  # too short, malformed, or an unknown link type
+NOT_TCP: Final = 1  # decoded fine, but not a TCP segment
+UNDECODABLE: Final = 2  # too short, malformed, or an unknown link type
 
 
 
@@ -68,28 +75,29 @@ def _le32(data: bytes, i: int) -> int:
     return data[i + 3] << 24 | data[i + 2] << 16 | data[i + 1] << 8 | data[i]
 
 
-def network_offset(link: int, data: bytes) -> int:
-    """Where the IP header starts and which IP version it is, as offset << 3 | version; or
-    -NOT_TCP / -UNDECODABLE (one int, not a tuple: no allocation per frame)."""
+def network_offset(link: int, data: bytes, base: int, end: int) -> int:
+    """Where the IP header of the frame data[base:end] starts (an index into data) and which
+    IP version it is, as index << 3 | version; or -NOT_TCP / -UNDECODABLE (one int, not a
+    tuple: no allocation per frame)."""
     if link == LINK_ETHERNET:
-        if len(data) < 14:
+        if end - base < 14:
             return -UNDECODABLE
-        etype = _be16(data, 12)
-        off = 14
-        while etype in ETH_VLAN:
-            if len(data) < off + 4:
+        etype = _be16(data, base + 12)
+        off = base + 14
+        while etype == 0x8100 or etype == 0x88A8 or etype == 0x9100 or etype == 0x9200:
+            if end < off + 4:  # ETH_VLAN
                 return -UNDECODABLE
             etype = _be16(data, off + 2)
             off += 4
         if etype == ETH_PPPOE_SESSION:
-            if len(data) < off + 8:
+            if end < off + 8:
                 return -UNDECODABLE
             ppp = _be16(data, off + 6)
             off += 8
             etype = ETH_IPV4 if ppp == PPP_IPV4 else ETH_IPV6 if ppp == PPP_IPV6 else 0
         elif etype in ETH_MPLS:
             while True:
-                if len(data) < off + 5:
+                if end < off + 5:
                     return -UNDECODABLE
                 bottom = data[off + 2] & 1
                 off += 4
@@ -98,29 +106,29 @@ def network_offset(link: int, data: bytes) -> int:
             v = data[off] >> 4
             etype = ETH_IPV4 if v == 4 else ETH_IPV6 if v == 6 else 0
     elif link == LINK_LINUX_SLL:
-        if len(data) < 16:
+        if end - base < 16:
             return -UNDECODABLE
-        etype, off = _be16(data, 14), 16
+        etype, off = _be16(data, base + 14), base + 16
     elif link == LINK_LINUX_SLL2:
-        if len(data) < 20:
+        if end - base < 20:
             return -UNDECODABLE
-        etype, off = _be16(data, 0), 20
-    elif link in (LINK_NULL, LINK_LOOP):
-        if len(data) < 4:
+        etype, off = _be16(data, base), base + 20
+    elif link == LINK_NULL or link == LINK_LOOP:
+        if end - base < 4:
             return -UNDECODABLE
-        fam = _be32(data, 0) if link == LINK_LOOP else _le32(data, 0)
+        fam = _be32(data, base) if link == LINK_LOOP else _le32(data, base)
         if fam > 0xFFFF:  # written by a host of the other byte order
-            fam = _be32(data, 0)
+            fam = _be32(data, base)
         if fam == AF_INET:
-            return 4 << 3 | 4
+            return (base + 4) << 3 | 4
         if fam in AF_INET6:
-            return 4 << 3 | 6
+            return (base + 4) << 3 | 6
         return -NOT_TCP
     elif link in (LINK_RAW, LINK_RAW_12, LINK_RAW_14, LINK_IPV4, LINK_IPV6):
-        if not data:
+        if end <= base:
             return -UNDECODABLE
-        v = data[0] >> 4
-        return v if v == 4 or v == 6 else -UNDECODABLE  # at offset 0
+        v = data[base] >> 4
+        return base << 3 | v if v == 4 or v == 6 else -UNDECODABLE
     else:
         return -UNDECODABLE
     if etype == ETH_IPV4:
@@ -132,11 +140,20 @@ def network_offset(link: int, data: bytes) -> int:
 
 def decode(link: int, data: bytes, wire_len: int, ts: int, num: int) -> PacketRecord | int:
     """Decode one frame. Returns a PacketRecord, NOT_TCP or UNDECODABLE."""
-    where = network_offset(link, data)
+    return decode_at(link, data, 0, len(data), wire_len, ts, num)
+
+
+def decode_at(link: int, data: bytes, base: int, end: int, wire_len: int, ts: int,
+              num: int) -> PacketRecord | int:
+    """Decode the frame data[base:end] in place (a capture reader's buffer: no copy of the
+    frame). Returns a PacketRecord, NOT_TCP or UNDECODABLE."""
+    if end > len(data):
+        end = len(data)
+    where = network_offset(link, data, base, end)
     if where < 0:
         return -where
     off, ipv = where >> 3, where & 7
-    n = len(data)
+    n = end
     if ipv == 4:
         if n < off + 20:
             return UNDECODABLE
@@ -155,6 +172,8 @@ def decode(link: int, data: bytes, wire_len: int, ts: int, num: int) -> PacketRe
             return NOT_TCP
         src = data[off + 12:off + 16]
         dst = data[off + 16:off + 20]
+        src_int = _be32(data, off + 12)
+        dst_int = _be32(data, off + 16)
         if total == 0:  # TSO / offloaded packets captured before segmentation
             total = n - off
         tcp = off + ihl
@@ -170,6 +189,8 @@ def decode(link: int, data: bytes, wire_len: int, ts: int, num: int) -> PacketRe
         nxt = data[off + 6]
         src = data[off + 8:off + 24]
         dst = data[off + 24:off + 40]
+        src_int = int.from_bytes(src, "big")
+        dst_int = int.from_bytes(dst, "big")
         tcp = off + 40
         ip_end = tcp + plen6 if plen6 else n  # jumbograms: trust the capture
         while nxt != IPPROTO_TCP:
@@ -207,7 +228,7 @@ def decode(link: int, data: bytes, wire_len: int, ts: int, num: int) -> PacketRe
     if plen < 0:
         plen = 0
     rec = PacketRecord(num, ts, ipv, src, dst, sport, dport, seq, ack, flags, win, plen,
-                       wire_len)
+                       wire_len, src_int=src_int << 16 | sport, dst_int=dst_int << 16 | dport)
     if hlen > 20:
         parse_options(rec, data, tcp + 20, min(tcp + hlen, n))
     if plen:

@@ -14,9 +14,10 @@ from ..errors import UserError
 from . import tools
 from .rawring import RawRing
 from .record import CaptureStats, PacketRecord
-from .stream import iter_stream
+from .stream import iter_batches, iter_stream
 
-__all__ = ["iter_stream", "iter_file", "open_capture_file", "LiveDumpcap"]
+__all__ = ["iter_batches", "iter_stream", "iter_file", "iter_file_batches", "open_capture_file",
+           "LiveDumpcap"]
 
 
 def open_capture_file(path: str) -> BinaryIO:
@@ -36,8 +37,8 @@ def open_capture_file(path: str) -> BinaryIO:
         raise UserError(f"{path}: cannot open: {e.strerror}") from None
 
 
-def iter_file(path: str, stats: CaptureStats,
-              stop: threading.Event | None = None) -> Iterator[PacketRecord]:
+def iter_file_batches(path: str, stats: CaptureStats, stop: threading.Event | None = None,
+                      limit: int = 0) -> Iterator[list[PacketRecord]]:
     f = open_capture_file(path)
     if path != "-":
         try:
@@ -45,10 +46,16 @@ def iter_file(path: str, stats: CaptureStats,
         except (OSError, ValueError):
             pass
     try:
-        yield from iter_stream(f, stats, path, stop)
+        yield from iter_batches(f, stats, path, stop, limit=limit)
     finally:
         if path != "-":  # never close our own standard input
             f.close()
+
+
+def iter_file(path: str, stats: CaptureStats,
+              stop: threading.Event | None = None) -> Iterator[PacketRecord]:
+    for batch in iter_file_batches(path, stats, stop):
+        yield from batch
 
 
 LIVE_SNAPLEN = 1024  # bytes kept per frame without -w: every header plus the payload's start
@@ -90,8 +97,9 @@ class Tee:
         self.path = path
         self.error: str | None = None
 
-    def read(self, n: int = -1) -> bytes:
-        data = self.src.read(n)
+    def read1(self, n: int = -1) -> bytes:
+        """What the pipe has, up to n bytes (never waits for n)."""
+        data = self.src.read1(n)  # type: ignore[attr-defined]
         out = self.out
         if data and out is not None:
             self.written += len(data)
@@ -135,7 +143,8 @@ class LiveDumpcap:
         self.proc: subprocess.Popen | None = None
         self.tee: Tee | None = None
 
-    def records(self, stats: CaptureStats, stop: threading.Event) -> Iterator[PacketRecord]:
+    def batches(self, stats: CaptureStats, stop: threading.Event,
+                limit: int = 0) -> Iterator[list[PacketRecord]]:
         # without -w nothing needs whole frames: less to copy through the pipe, fewer drops
         cmd = dumpcap_command(self.iface, self.bpf, None if self.save else LIVE_SNAPLEN)
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -150,14 +159,15 @@ class LiveDumpcap:
             stream = self.tee  # type: ignore[assignment]
         try:
             try:
-                yield from iter_stream(stream, stats, f"dumpcap -i {self.iface}", stop,
-                                       self.raw)
+                yield from iter_batches(stream, stats, f"dumpcap -i {self.iface}", stop,
+                                        self.raw, limit)
             except UserError:
                 # dumpcap died before it wrote a header: its stderr says why
                 self.proc.wait(timeout=5)
                 err = self.proc.stderr.read().decode(errors="replace")
                 raise UserError(tools.explain_dumpcap_error(err, self.iface)) from None
-            if not stop.is_set():  # dumpcap ended on its own: never normal for a live capture
+            if not stop.is_set() and not (limit and stats.packets >= limit):
+                # dumpcap ended on its own: never normal for a live capture
                 rc = self.proc.wait(timeout=5)
                 err = self.proc.stderr.read().decode(errors="replace")
                 raise UserError(tools.capture_ended("dumpcap", rc, err, self.iface,

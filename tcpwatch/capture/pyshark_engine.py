@@ -142,9 +142,21 @@ def _make(file: str | None, iface: str | None, bpf: str | None, loop, mode: str,
 
 def records(file: str | None, iface: str | None, bpf: str | None, stats: CaptureStats,
             stop: threading.Event, mode: str = DEFAULT_MODE,
-            duration: float | None = None,
-            on_close: list | None = None, save: str | None = None) -> Iterator[PacketRecord]:
-    """Run in the capture thread: own event loop, capture created, iterated, closed here."""
+            duration: float | None = None, on_close: list | None = None,
+            save: str | None = None, limit: int = 0) -> Iterator[PacketRecord]:
+    """batches(), one record at a time."""
+    for batch in batches(file, iface, bpf, stats, stop, mode, duration, on_close, save, limit):
+        yield from batch
+
+
+def batches(file: str | None, iface: str | None, bpf: str | None, stats: CaptureStats,
+            stop: threading.Event, mode: str = DEFAULT_MODE,
+            duration: float | None = None, on_close: list | None = None,
+            save: str | None = None, limit: int = 0) -> Iterator[list[PacketRecord]]:
+    """Run in the capture thread: own event loop, capture created, iterated, closed here.
+    Records come in lists: in the ek-fields mode one per read of tshark's output (handed over
+    before the next read, which may wait); in pyshark's own modes one record each. At most
+    `limit` packets (0: all)."""
     tools.find_tool("tshark")
     if file is not None:
         from .fast import open_capture_file
@@ -157,13 +169,13 @@ def records(file: str | None, iface: str | None, bpf: str | None, stats: Capture
         # (pyshark keeps its subprocesses in _running_processes)
         on_close.append(lambda: [p.terminate() for p in list(cap._running_processes)])
     if mode == "ek-fields":
-        yield from _ek_records(cap, loop, file, iface, stats, stop)
+        yield from _ek_batches(cap, loop, file, iface, stats, stop, limit)
         return
     num = 0
     it = None
     try:
         it = iter(cap) if file is not None else cap.sniff_continuously()
-        while not stop.is_set():
+        while not stop.is_set() and not (limit and num >= limit):
             try:
                 pkt = next(it)
             except StopIteration:
@@ -197,7 +209,7 @@ def records(file: str | None, iface: str | None, bpf: str | None, stats: Capture
                     stats.non_tcp += 1
                 continue
             stats.tcp += 1
-            yield rec
+            yield [rec]
     finally:
         if it is not None:
             it.close()  # its own cleanup of tshark runs now, while our loop is open
@@ -247,8 +259,8 @@ def _pipe_reader(proc):
     return read
 
 
-def _ek_records(cap, loop, file: str | None, iface: str | None, stats: CaptureStats,
-                stop: threading.Event) -> Iterator[PacketRecord]:
+def _ek_batches(cap, loop, file: str | None, iface: str | None, stats: CaptureStats,
+                stop: threading.Event, limit: int) -> Iterator[list[PacketRecord]]:
     """The ek-fields mode: tshark's output read and decoded here, a chunk at a time."""
     loads = json.JSONDecoder().decode  # of str: json.loads would sniff bytes' encoding
     num = 0
@@ -257,15 +269,20 @@ def _ek_records(cap, loop, file: str | None, iface: str | None, stats: CaptureSt
         proc = loop.run_until_complete(cap._get_tshark_process())
         read = _pipe_reader(proc)
         rest = b""
-        while not stop.is_set():
+        done = False
+        while not stop.is_set() and not done:
             chunk = read()
             if not chunk:
                 break
             lines = (rest + chunk).split(b"\n")
             rest = lines.pop()
+            batch: list[PacketRecord] = []
             for line in lines:
                 if line[:9] != b'{"timesta':  # the index line before each packet
                     continue
+                if limit and num >= limit:
+                    done = True
+                    break
                 layers = loads(line.decode())["layers"]
                 num += 1
                 stats.packets += 1
@@ -280,8 +297,10 @@ def _ek_records(cap, loop, file: str | None, iface: str | None, stats: CaptureSt
                     stats.non_tcp += 1
                     continue
                 stats.tcp += 1
-                yield rec
-        if not stop.is_set():
+                batch.append(rec)
+            if batch:
+                yield batch
+        if not stop.is_set() and not done:
             rc = loop.run_until_complete(proc.wait())
             # tshark writes its complaint on stderr; pyshark's reader of it keeps the last line
             # (briefly: live, pyshark's dumpcap may outlive a killed tshark)

@@ -7,37 +7,43 @@ pyshark or dpkt object. This module imports nothing from the rest of tcpwatch.
 from __future__ import annotations
 
 import ipaddress
+from typing import Final
 
 # TCP header flags (RFC 9293 section 3.1; ECE/CWR RFC 3168; NS/AE RFC 3540)
-FIN = 0x001  # no more data from sender
-SYN = 0x002  # synchronize sequence numbers
-RST = 0x004  # reset the connection
-PSH = 0x008  # push function
-ACK = 0x010  # acknowledgment field is significant
-URG = 0x020  # urgent pointer field is significant
-ECE = 0x040  # ECN-echo (RFC 3168)
-CWR = 0x080  # congestion window reduced (RFC 3168)
-NS = 0x100  # ECN-nonce concealment protection (RFC 3540, historic)
+FIN: Final = 0x001  # no more data from sender
+SYN: Final = 0x002  # synchronize sequence numbers
+RST: Final = 0x004  # reset the connection
+PSH: Final = 0x008  # push function
+ACK: Final = 0x010  # acknowledgment field is significant
+URG: Final = 0x020  # urgent pointer field is significant
+ECE: Final = 0x040  # ECN-echo (RFC 3168)
+CWR: Final = 0x080  # congestion window reduced (RFC 3168)
+NS: Final = 0x100  # ECN-nonce concealment protection (RFC 3540, historic)
 
-FLAG_LETTERS = ((SYN, "S"), (ACK, "A"), (FIN, "F"), (RST, "R"), (PSH, "P"), (URG, "U"),
+FLAG_LETTERS: Final = ((SYN, "S"), (ACK, "A"), (FIN, "F"), (RST, "R"), (PSH, "P"), (URG, "U"),
                 (ECE, "E"), (CWR, "C"))
 
 # TCP option kinds (RFC 9293 3.2, RFC 7323, RFC 2018)
-OPT_EOL = 0  # end of option list
-OPT_NOP = 1  # no-operation
-OPT_MSS = 2  # maximum segment size (RFC 9293 3.7.1)
-OPT_WSCALE = 3  # window scale shift count (RFC 7323 2.2)
-OPT_SACK_PERM = 4  # SACK permitted (RFC 2018 2)
-OPT_SACK = 5  # SACK blocks (RFC 2018 3)
-OPT_TIMESTAMP = 8  # TSval / TSecr (RFC 7323 3.2)
+OPT_EOL: Final = 0  # end of option list
+OPT_NOP: Final = 1  # no-operation
+OPT_MSS: Final = 2  # maximum segment size (RFC 9293 3.7.1)
+OPT_WSCALE: Final = 3  # window scale shift count (RFC 7323 2.2)
+OPT_SACK_PERM: Final = 4  # SACK permitted (RFC 2018 2)
+OPT_SACK: Final = 5  # SACK blocks (RFC 2018 3)
+OPT_TIMESTAMP: Final = 8  # TSval / TSecr (RFC 7323 3.2)
 
 #: at most this many payload bytes are kept per record, for application hints (HTTP, TLS...)
-PAYLOAD_PREFIX = 256
+PAYLOAD_PREFIX: Final = 256
 
 
-RECORD_FIELDS = ("num", "ts", "ipv", "src", "dst", "sport", "dport", "seq", "ack", "flags",
+RECORD_FIELDS: Final = ("num", "ts", "ipv", "src", "dst", "sport", "dport", "seq", "ack", "flags",
                  "win", "plen", "flen", "mss", "wscale", "sack_perm", "sack", "tsval", "tsecr",
                  "payload")
+
+
+def endpoint_int(addr: bytes, port: int) -> int:
+    """An endpoint (address, port) as one integer: the address's bits, then 16 for the port."""
+    return int.from_bytes(addr, "big") << 16 | port
 
 
 class PacketRecord:
@@ -46,15 +52,22 @@ class PacketRecord:
     Times are integer nanoseconds since the epoch (exact arithmetic; RFC numbers are derived
     from differences of packet timestamps only). Addresses are packed bytes (4 or 16).
     Option fields are None when the option was absent.
-    """
 
-    __slots__ = RECORD_FIELDS
+    `key` names the connection's endpoints whichever way the segment goes (one int: the
+    lower endpoint, the higher one, the IP version) and `side` says whether the sender is
+    the lower (0) or the higher (1) endpoint; a decoder that has the endpoints as integers
+    already passes them (src_int, dst_int: endpoint_int's values)."""
+
+    __slots__ = ("num", "ts", "ipv", "src", "dst", "sport", "dport", "seq", "ack", "flags",
+                 "win", "plen", "flen", "mss", "wscale", "sack_perm", "sack", "tsval", "tsecr",
+                 "payload", "key", "side")
 
     def __init__(self, num: int, ts: int, ipv: int, src: bytes, dst: bytes, sport: int,
                  dport: int, seq: int, ack: int, flags: int, win: int, plen: int, flen: int,
                  mss: int | None = None, wscale: int | None = None, sack_perm: bool = False,
                  sack: tuple[tuple[int, int], ...] = (), tsval: int | None = None,
-                 tsecr: int | None = None, payload: bytes = b"") -> None:
+                 tsecr: int | None = None, payload: bytes = b"", src_int: int = -1,
+                 dst_int: int = -1) -> None:
         self.num = num  # frame number in the capture, 1-based (as Wireshark counts)
         self.ts = ts  # capture time, ns since the epoch
         self.ipv = ipv  # 4 or 6
@@ -75,6 +88,16 @@ class PacketRecord:
         self.tsval = tsval
         self.tsecr = tsecr
         self.payload = payload  # first PAYLOAD_PREFIX bytes of the payload actually captured
+        a = src_int if src_int >= 0 else endpoint_int(src, sport)
+        b = dst_int if dst_int >= 0 else endpoint_int(dst, dport)
+        shift = 49 if ipv == 4 else 145  # an endpoint's bits, and one for the IP version
+        v6 = 1 if ipv == 6 else 0
+        if a <= b:
+            self.key = a << shift | b << 1 | v6
+            self.side = 0
+        else:
+            self.key = b << shift | a << 1 | v6
+            self.side = 1
 
     def __repr__(self) -> str:
         return (f"PacketRecord(#{self.num} {fmt_addr(self.src)}:{self.sport} > "
@@ -104,7 +127,7 @@ def flag_string(flags: int) -> str:
     return "".join(letter for bit, letter in FLAG_LETTERS if flags & bit) or "."
 
 
-STATS_FIELDS = ("packets", "tcp", "non_tcp", "undecodable", "bytes", "dropped", "stopped_at",
+STATS_FIELDS: Final = ("packets", "tcp", "non_tcp", "undecodable", "bytes", "dropped", "stopped_at",
                 "error", "unknown_links", "size", "read")
 
 

@@ -18,7 +18,6 @@ from .rawring import RawRing
 from .record import CaptureStats, PacketRecord
 
 ENGINES = ("fast", "pyshark")
-BATCH = 512  # records per hand-over
 _END = object()
 
 
@@ -45,8 +44,6 @@ class Capture:
         self._stop = threading.Event()
         self._on_close: list = []  # engine hooks that end a blocked read (kill tshark)
         self._thread: threading.Thread | None = None
-        self._lock = threading.Lock()
-        self._pending: list[PacketRecord] = []
         self.started = 0.0
 
     def preflight(self) -> None:
@@ -75,31 +72,23 @@ class Capture:
     def source(self) -> str:
         return self.file if self.file is not None else f"interface {self.iface}"
 
-    def _records(self) -> Iterator[PacketRecord]:
+    def _batches(self) -> Iterator[list[PacketRecord]]:
+        limit = self.count or 0
         if self.engine == "fast":
             from . import fast
             if self.file is not None:
-                return fast.iter_file(self.file, self.stats, self._stop)
+                return fast.iter_file_batches(self.file, self.stats, self._stop, limit)
             self._live = fast.LiveDumpcap(self.iface, self.bpf, self.save, self.save_max,
                                           self.raw)
-            return self._live.records(self.stats, self._stop)
+            return self._live.batches(self.stats, self._stop, limit)
         from . import pyshark_engine
-        return pyshark_engine.records(self.file, self.iface, self.bpf, self.stats, self._stop,
+        return pyshark_engine.batches(self.file, self.iface, self.bpf, self.stats, self._stop,
                                       duration=self.duration, on_close=self._on_close,
-                                      save=self.save)
+                                      save=self.save, limit=limit)
 
-    def iter_records(self) -> Iterator[PacketRecord]:
-        """The records on the caller's own thread, honouring -c (files: no hand-over cost)."""
-        count = self.count
-        if count is None:
-            return self._records()
-        return self._counted(count)
-
-    def _counted(self, count: int) -> Iterator[PacketRecord]:
-        for rec in self._records():
-            yield rec
-            if self.stats.packets >= count:
-                return
+    def iter_batches(self) -> Iterator[list[PacketRecord]]:
+        """The records, in batches, on the caller's own thread (files: no hand-over cost)."""
+        return self._batches()
 
     def flush_saved(self) -> str | None:
         """Make the saved copy (-w) readable up to the packets seen so far; returns the
@@ -112,48 +101,20 @@ class Capture:
         return None
 
     def _run(self) -> None:
-        # live: records wait in _pending (under _lock) so that a quiet link still hands over
-        # what it has; the consumer takes them after 50 ms without a full batch
-        live = self.iface is not None
-        lock = self._lock
-        batch: list[PacketRecord] = self._pending
+        # engines hand over what they have before a read that may wait (stream.py), so a
+        # batch is never held back on a quiet link
         deadline = None if self.duration is None else time.monotonic() + self.duration
         try:
-            n = 0
-            for rec in self._records():
-                if live:
-                    with lock:
-                        batch = self._pending
-                        batch.append(rec)
-                        if len(batch) >= BATCH:
-                            self._pending = []
-                            self._put(batch)
-                else:
-                    batch.append(rec)
-                    if len(batch) >= BATCH:
-                        self._put(batch)
-                        batch = []
-                n += 1
-                if self.count is not None and self.stats.packets >= self.count:
-                    break
-                if deadline is not None and n % 64 == 0 and time.monotonic() >= deadline:
+            for batch in self._batches():
+                self._put(batch)
+                if deadline is not None and time.monotonic() >= deadline:
                     break
                 if self._stop.is_set():
                     break
         except BaseException as e:  # handed to the consumer, raised there
             self.error = e
         finally:
-            with lock:
-                rest = self._pending if live else batch
-                self._pending = []
-                if rest:
-                    self._put(rest)
-                self._put(_END)
-
-    def _take_pending(self) -> list[PacketRecord]:
-        with self._lock:
-            items, self._pending = self._pending, []
-        return items
+            self._put(_END)
 
     def _put(self, item: object) -> None:
         while True:
@@ -177,23 +138,14 @@ class Capture:
         return self
 
     def batches(self, timeout: float | None = None) -> Iterator[list[PacketRecord]]:
-        """Yield batches until the capture ends; re-raise its error at the end."""
-        live = self.iface is not None
-        wait = timeout if not live else (0.05 if timeout is None else min(timeout, 0.05))
-        quiet = 0.0
+        """Yield batches until the capture ends (an empty one after `timeout` seconds without
+        any); re-raise its error at the end."""
+        wait = 0.2 if timeout is None else timeout
         while True:
             try:
                 item = self._q.get(timeout=wait)
             except queue.Empty:
-                items = self._take_pending() if live else []
-                if items or timeout is None:
-                    quiet = 0.0
-                    if items:
-                        yield items
-                    continue
-                quiet += wait
-                if quiet >= timeout:
-                    quiet = 0.0
+                if timeout is not None:
                     yield []
                 continue
             if item is _END:
