@@ -15,6 +15,7 @@ CORE = [
     "tcpwatch/capture/decode.py",
     "tcpwatch/capture/pcapio.py",
     "tcpwatch/capture/stream.py",
+    "tcpwatch/capture/ekfields.py",
     *sorted(f"tcpwatch/analysis/{n}" for n in os.listdir("tcpwatch/analysis") if n.endswith(".py")),
 ]
 

@@ -18,8 +18,8 @@ ROOT = Path(__file__).resolve().parents[1]
 PKG = ROOT / "tcpwatch"
 PURE = os.environ.get("TCPWATCH_PURE") == "1"
 CORE = ["tcpwatch.capture.record", "tcpwatch.capture.decode", "tcpwatch.capture.pcapio",
-        "tcpwatch.capture.stream", "tcpwatch.analysis.flow", "tcpwatch.analysis.table",
-        "tcpwatch.analysis.exchange", "tcpwatch.analysis.direction"]
+        "tcpwatch.capture.stream", "tcpwatch.capture.ekfields", "tcpwatch.analysis.flow",
+        "tcpwatch.analysis.table", "tcpwatch.analysis.exchange", "tcpwatch.analysis.direction"]
 
 
 @pytest.mark.skipif(PURE, reason="TCPWATCH_PURE=1: installed without compiling")

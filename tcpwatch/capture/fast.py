@@ -119,7 +119,10 @@ class Tee:
         if out is not None:
             try:
                 out.flush()
-            except (OSError, ValueError) as e:
+            except OSError as e:  # disk full: the same line as a failed write
+                self.error = f"{self.path}: writing stopped: {e.strerror or e}"
+                self.out = None
+            except ValueError as e:  # closed meanwhile
                 self.error = f"{self.path}: writing stopped: {e}"
                 self.out = None
 

@@ -3,28 +3,30 @@
 pyshark runs tshark under asyncio; its captures are created, iterated and closed inside the
 capture thread, on an event loop of that thread's own. The default mode, "ek-fields", has
 pyshark start tshark (and dumpcap, live) in its Elasticsearch mode restricted to the fields a
-PacketRecord needs (`-T ek -e ...`), and reads tshark's output itself, 64 KiB at a time, one
-C-decoded JSON line per packet: no pyshark Packet objects, and one event-loop turn per chunk
-instead of one per packet. tshark's own TCP analysis and reassembly are off (tcpwatch does
-both). pyshark's own parsers stay selectable as modes for the benchmark (bench_engines.py).
+PacketRecord needs (`-T ek -e ...`), and reads tshark's output itself, up to 1 MiB at a time:
+one JSON line per packet (orjson), made a record by compiled code (ekfields.py). No pyshark
+Packet objects, and one event-loop turn per chunk instead of one per packet. tshark's own TCP
+analysis and reassembly are off (tcpwatch does both). pyshark's own parsers stay selectable
+as modes for the benchmark (bench_engines.py).
 """
 
 from __future__ import annotations
 
 import asyncio
 import fcntl
-import json
 import math
 import os
 import select
-import socket
 import threading
 import time
 from collections.abc import Iterator
 
+import orjson
+
 from ..errors import UserError
 from . import tools
 from .decode import parse_options
+from .ekfields import ek_lines, hexbytes, ns_of
 from .record import PAYLOAD_PREFIX, CaptureStats, PacketRecord, parse_addr
 
 # tshark preferences: absolute sequence numbers, no analysis or reassembly (we do both)
@@ -44,18 +46,6 @@ MODES = ("ek-fields", "json-layers", "json", "ek", "xml")
 DEFAULT_MODE = "ek-fields"
 PIPE_SIZE = 1 << 20  # tshark's stdout pipe (the default unprivileged maximum)
 SMALL = 1 << 14  # a read smaller than this waits 5 ms for more (a few packets' worth)
-
-
-def _ns(epoch: str) -> int:
-    """'1234.567890123' -> ns, exactly (no float rounding)."""
-    sec, _, frac = epoch.partition(".")
-    return int(sec) * 1_000_000_000 + int((frac + "000000000")[:9])
-
-
-def _hexbytes(v: str | None) -> bytes:
-    if not v:
-        return b""
-    return bytes.fromhex(v.replace(":", ""))
 
 
 def _field(layer, name: str):
@@ -78,46 +68,16 @@ def to_record(pkt, num: int) -> PacketRecord | None:
         return None
     flags = int(_field(tcp, "flags"), 16)
     rec = PacketRecord(
-        num, _ns(pkt.sniff_timestamp), ipv, parse_addr(_field(ip, "src")),
+        num, ns_of(pkt.sniff_timestamp), ipv, parse_addr(_field(ip, "src")),
         parse_addr(_field(ip, "dst")), int(_field(tcp, "srcport")),
         int(_field(tcp, "dstport")), int(_field(tcp, "seq_raw") or _field(tcp, "seq")),
         int(_field(tcp, "ack_raw") or _field(tcp, "ack") or 0), flags,
         int(_field(tcp, "window_size_value")), int(_field(tcp, "len") or 0), int(pkt.length))
-    opts = _hexbytes(_field(tcp, "options"))
+    opts = hexbytes(_field(tcp, "options"))
     if opts:
         parse_options(rec, opts, 0, len(opts))
     if rec.plen:
-        rec.payload = _hexbytes(_field(tcp, "payload"))[:PAYLOAD_PREFIX]
-    return rec
-
-
-def ek_record(layers: dict, num: int) -> PacketRecord | None:
-    """One packet of `tshark -T ek -e FIELDS` -> PacketRecord; None if it carries no TCP.
-    Each field is a list of its occurrences: the first is the outermost header."""
-    sport = layers.get("tcp_srcport")
-    if sport is None:
-        return None
-    src = layers.get("ip_src")
-    if src is not None:
-        ipv, dst, fam = 4, layers["ip_dst"], socket.AF_INET
-    else:
-        src, dst, ipv, fam = layers["ipv6_src"], layers["ipv6_dst"], 6, socket.AF_INET6
-    g = layers.get
-    pton = socket.inet_pton
-    rec = PacketRecord(
-        num, _ns(layers["frame_time_epoch"][0]), ipv, pton(fam, src[0]), pton(fam, dst[0]),
-        int(sport[0]), int(layers["tcp_dstport"][0]), int(layers["tcp_seq_raw"][0]),
-        int(g("tcp_ack_raw", ("0",))[0]), int(layers["tcp_flags"][0], 16),
-        int(layers["tcp_window_size_value"][0]), int(g("tcp_len", ("0",))[0]),
-        int(layers["frame_len"][0]))
-    opts = g("tcp_options")
-    if opts:
-        b = _hexbytes(opts[0])
-        parse_options(rec, b, 0, len(b))
-    if rec.plen:
-        p = g("tcp_payload")
-        if p:
-            rec.payload = _hexbytes(p[0][:2 * PAYLOAD_PREFIX])
+        rec.payload = hexbytes(_field(tcp, "payload"))[:PAYLOAD_PREFIX]
     return rec
 
 
@@ -136,8 +96,34 @@ def _make(file: str | None, iface: str | None, bpf: str | None, loop, mode: str,
     if params:
         kw["custom_parameters"] = params
     if file is not None:
-        return pyshark.FileCapture(file, keep_packets=False, **kw)
-    return pyshark.LiveCapture(interface=iface, bpf_filter=bpf, output_file=save, **kw)
+        cap = pyshark.FileCapture(file, keep_packets=False, **kw)
+    else:
+        cap = pyshark.LiveCapture(interface=iface, bpf_filter=bpf, output_file=save, **kw)
+    known = _wireshark_version(kw["tshark_path"])
+    if known is not None and hasattr(cap, "_Capture__tshark_version"):
+        # pyshark asks `tshark -v` for the version first: a quarter of a second of tshark
+        # loading every dissector. dumpcap, from the same Wireshark build, answers in 10 ms
+        # (pyshark 0.6 keeps it here; it only picks options by version)
+        cap._Capture__tshark_version = known
+    return cap
+
+
+def _wireshark_version(tshark: str):
+    """The Wireshark version from the dumpcap beside tshark, as pyshark parses it; None when
+    there is no such dumpcap or it does not say."""
+    import re
+    import subprocess
+
+    from packaging import version
+
+    dumpcap = os.path.join(os.path.dirname(tshark), "dumpcap")
+    try:
+        out = subprocess.run([dumpcap, "-v"], capture_output=True, timeout=5,
+                             stdin=subprocess.DEVNULL).stdout.decode("ascii", "replace")
+    except (OSError, subprocess.SubprocessError):
+        return None
+    m = re.match(r"Dumpcap \(Wireshark\) (\d+\.\d+\.\d+)", out)
+    return version.parse(m.group(1)) if m else None
 
 
 def records(file: str | None, iface: str | None, bpf: str | None, stats: CaptureStats,
@@ -262,7 +248,6 @@ def _pipe_reader(proc):
 def _ek_batches(cap, loop, file: str | None, iface: str | None, stats: CaptureStats,
                 stop: threading.Event, limit: int) -> Iterator[list[PacketRecord]]:
     """The ek-fields mode: tshark's output read and decoded here, a chunk at a time."""
-    loads = json.JSONDecoder().decode  # of str: json.loads would sniff bytes' encoding
     num = 0
     read = None
     try:
@@ -277,27 +262,8 @@ def _ek_batches(cap, loop, file: str | None, iface: str | None, stats: CaptureSt
             lines = (rest + chunk).split(b"\n")
             rest = lines.pop()
             batch: list[PacketRecord] = []
-            for line in lines:
-                if line[:9] != b'{"timesta':  # the index line before each packet
-                    continue
-                if limit and num >= limit:
-                    done = True
-                    break
-                layers = loads(line.decode())["layers"]
-                num += 1
-                stats.packets += 1
-                stats.bytes += int(layers["frame_len"][0])
-                try:
-                    rec = ek_record(layers, int(layers["frame_number"][0]) if file is not None
-                                    else num)
-                except (ValueError, TypeError, KeyError, IndexError):
-                    stats.undecodable += 1
-                    continue
-                if rec is None:
-                    stats.non_tcp += 1
-                    continue
-                stats.tcp += 1
-                batch.append(rec)
+            num = ek_lines(lines, orjson.loads, stats, num, limit, file is not None, batch)
+            done = bool(limit) and num >= limit
             if batch:
                 yield batch
         if not stop.is_set() and not done:
