@@ -102,7 +102,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         raise UserError("-f applies to live capture (-i); to filter a file, use tshark -Y")
     pred = _filter(args.filter)
     capture = Capture(args.engine, file=file, iface=args.iface, bpf=args.bpf,
-                      count=args.count, duration=args.duration)
+                      count=args.count, duration=args.duration, keep_raw=False)
     capture.preflight()
     if _root_note(args.iface):
         print(f"tcpwatch: note: {ROOT_NOTE}", file=sys.stderr)
@@ -165,7 +165,8 @@ def _filter(text: str):
 
 def cmd_dashboard(args: argparse.Namespace) -> int:
     from .capture.session import Capture
-    from .monitor import Monitor, ViewSpec
+    from .monitor import ViewSpec
+    from .worker import RemoteMonitor
 
     file = demo_capture() if args.demo else args.file
     iface = args.iface if args.iface or file is not None else "any"
@@ -185,16 +186,16 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
                         "'tcpwatch report'")
     # live without -w: nothing is written; the drill-down dissects the newest frames from
     # memory (capture/rawring.py)
-    capture = Capture(args.engine, file=file, iface=iface, bpf=args.bpf, save=args.write)
-    capture.preflight()
-    procmap = None
-    if iface is not None:
-        from .procmap import ProcMap
-        procmap = ProcMap()
+    capture_kw = dict(engine=args.engine, file=file, iface=iface, bpf=args.bpf,
+                      save=args.write)
+    Capture(**capture_kw).preflight()  # one clear line before the screen changes
     mode = "live" if iface is not None else ("replay" if args.replay else "file")
-    monitor = Monitor(capture, mode=mode, speed=args.speed, procmap=procmap,
-                      saved=args.write if iface is not None else file,
-                      max_flows=args.max_flows)
+    # capture and analysis run in a process of their own (worker.py): the UI never waits
+    # for them, and they never wait for the UI
+    monitor = RemoteMonitor(capture_kw, mode=mode, speed=args.speed,
+                            procmap=iface is not None,
+                            saved=args.write if iface is not None else file,
+                            max_flows=args.max_flows)
     monitor.view = ViewSpec(filter=args.filter)
     if _root_note(iface):
         monitor.notes = (ROOT_NOTE,)
@@ -206,7 +207,9 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
         monitor.stop()
     last = monitor.latest
     if last is not None and last.error:
-        raise UserError(last.error if last.packets else last.error)
+        raise UserError(last.error)
+    if monitor.failed is not None:
+        raise UserError(monitor.failed)
     return 0
 
 

@@ -12,13 +12,14 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from .analysis import events as E
 from .analysis.badges import BADGES, SEVERITY_ORDER, flow_badges
 from .analysis.flow import Flow
+from .analysis.live import LiveFeed
 from .analysis.peek import describe
-from .analysis.rate import RateBins
 from .analysis.summary import flow_summary
 from .analysis.table import HALF_OPEN_FOLD, HALF_OPEN_STATE, MAX_FLOWS, FlowTable
 from .capture.record import FLAG_LETTERS, PacketRecord, fmt_addr
@@ -104,6 +105,7 @@ class Snapshot:
     undecodable: int  # too short, malformed, or a link type we do not decode
     bytes: int
     dropped: int  # packets the capture (dumpcap / kernel) reported dropped
+    lost: int  # live: packets tcpwatch let go because its analysis fell behind
     pps: float  # TCP packets/s over the last second of capture time
     bps: float  # bytes/s over the last second of capture time
     flows_total: int  # connections kept (at most the flow cap)
@@ -178,6 +180,7 @@ class Monitor:
         self.period = 1.0 / hz
         self.keep_packets = keep_packets
         self.table = FlowTable(max_flows, on_evict=self._forget)
+        self.live = LiveFeed(self.table, keep_packets)  # rates, packet rings, what changed
         self.view = ViewSpec()
         self.focus: int | None = None
         self.latest: Snapshot | None = None
@@ -186,15 +189,13 @@ class Monitor:
         self._poke = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._rates: dict[int, RateBins] = {}
-        self._ring: dict[int, deque] = {}
-        self._ring_dropped: dict[int, int] = {}
+        self._rates = self.live.rates
+        self._ring = self.live.ring
+        self._ring_dropped = self.live.ring_dropped
         self._proc: dict[int, tuple[ProcInfo | None, ProcInfo | None]] = {}
         self._rows: dict[int, FlowRow] = {}  # flow id -> its current row
-        self._dirty: set[int] = set()  # flows that saw packets since the last snapshot
         self._names: dict[int, tuple] = {}  # flow id -> its endpoints as text
         self._recent: deque[set[int]] = deque(maxlen=max(1, int(RECENT_S * hz) + 1))
-        self._total = RateBins(maxlen=8)
         self._done = False
         self._final = False  # file mode: the rows were rebuilt after the end of the file
         self._error: str | None = None
@@ -202,18 +203,18 @@ class Monitor:
         self._ts0: int | None = None
         self._seq = 0
         self._detail: FlowDetail | None = None
-        self._new_flows = False
         self._last_pub = 0.0  # monotonic time of the last snapshot
         self._fold_ids: dict[str, int] = {}  # server -> id of its folded half-open row
         self.notes: tuple[str, ...] = ()  # one-line notes for the status line (root...)
+        # called with each snapshot, on the monitor's thread (worker.py sends it on)
+        self.on_publish: Callable[[Snapshot], None] | None = None
 
     def _forget(self, fl: Flow) -> None:
         """The flow table evicted this connection (its cap): drop what we keep beside it."""
         fid = fl.id
-        for d in (self._rates, self._ring, self._ring_dropped, self._proc, self._rows,
-                  self._names):
+        self.live.forget(fid)
+        for d in (self._proc, self._rows, self._names):
             d.pop(fid, None)
-        self._dirty.discard(fid)
 
     # ---- thread control ---------------------------------------------------------------
     def start(self) -> Monitor:
@@ -276,25 +277,7 @@ class Monitor:
             self._feed(batch)
 
     def _feed(self, batch: list[PacketRecord]) -> None:
-        feed = self.table.feed
-        rates, ring, total = self._rates, self._ring, self._total
-        keep = self.keep_packets
-        dirty = self._dirty
-        for r in batch:
-            fl, d, _m = feed(r)
-            fid = fl.id
-            rb = rates.get(fid)
-            if rb is None:
-                rb = rates[fid] = (RateBins(), RateBins())
-                ring[fid] = deque(maxlen=keep)
-                self._new_flows = True
-            rb[d].add(r.ts, r.flen)
-            dirty.add(fid)
-            q = ring[fid]
-            if len(q) == keep:
-                self._ring_dropped[fid] = self._ring_dropped.get(fid, 0) + 1
-            q.append(r)
-            total.add(r.ts, r.flen)
+        self.live.feed(batch)
 
     def _ingest_paced(self, batch: list[PacketRecord]) -> None:
         """--replay: hand packets over in capture time, scaled by speed."""
@@ -383,7 +366,7 @@ class Monitor:
         just have been found); the others keep their row object, which also tells the UI
         that nothing changed."""
         cache = self._rows
-        touched, self._dirty = self._dirty, set()
+        touched = self.live.take_dirty()
         flows = self.table.flows
         if self.mode == "file":
             # reading a file: capture time jumps ahead, so rebuild what changed, and every
@@ -409,8 +392,8 @@ class Monitor:
 
     def _publish(self) -> None:
         t_start = time.perf_counter()
-        if self.procmap is not None and self._new_flows:
-            self._new_flows = False
+        if self.procmap is not None and self.live.new_flows:
+            self.live.new_flows = False
             self.procmap.poke()
         save_err = self.capture.flush_saved()  # the drill-down dissects from this copy
         now = self._now_ns()
@@ -441,7 +424,7 @@ class Monitor:
             elapsed = 0.0
         else:
             elapsed = (now - t.first_ts) / 1e9
-        bps, pps = self._total.now(now)
+        bps, pps = self.live.total.now(now)
         read = eta = None
         read_pps = 0.0
         if self.mode == "file" and not self._done:
@@ -455,7 +438,7 @@ class Monitor:
             seq=self._seq, source=self.capture.source, engine=self.capture.engine,
             mode=self.mode, packets=st.packets, tcp=st.tcp, non_tcp=st.non_tcp,
             undecodable=st.undecodable, bytes=st.bytes,
-            dropped=st.dropped, pps=pps, bps=bps, flows_total=len(t.flows),
+            dropped=st.dropped, lost=st.lost, pps=pps, bps=bps, flows_total=len(t.flows),
             flows_active=active, evicted=t.evicted.flows, elapsed=elapsed, now=nows,
             rows=shown, matched=matched,
             hidden=matched - len(shown), view=view, done=self._done, error=self._error,
@@ -464,6 +447,8 @@ class Monitor:
             notes=self.notes + ((save_err,) if save_err else ()), read=read, eta=eta,
             read_pps=read_pps)
         self.latest = snap
+        if self.on_publish is not None:
+            self.on_publish(snap)
         self._last_pub = time.monotonic()
         self.snapshots += 1
         self.build_seconds += time.perf_counter() - t_start

@@ -58,7 +58,48 @@ def iter_file(path: str, stats: CaptureStats,
         yield from batch
 
 
-LIVE_SNAPLEN = 1024  # bytes kept per frame without -w: every header plus the payload's start
+# bytes kept per frame without -w: every header (link, IP, TCP with options: up to ~140)
+# plus the payload's start (the analysis reads PAYLOAD_PREFIX = 256 bytes of it)
+LIVE_SNAPLEN = 512
+PIPE_SIZE = 1 << 20  # dumpcap's stdout pipe (the default unprivileged maximum)
+GATHER_S = 0.005  # a small read waits this long for more (live latency: 5 ms)
+SMALL = 1 << 15  # ... small: under this many bytes
+
+
+class PipeReader:
+    """dumpcap's stdout, read in batches: dumpcap writes packet by packet, and a read per
+    packet (with a hand-over per read) cost more than the packet. A read that brings little
+    lets GATHER_S of output gather first; the pipe is enlarged so dumpcap never waits
+    meanwhile. `read1` blocks until something is there, as a pipe's would."""
+
+    def __init__(self, fd: int) -> None:
+        import fcntl
+        import select
+        self.fd = fd
+        try:
+            fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, PIPE_SIZE)
+        except OSError:
+            pass
+        os.set_blocking(fd, False)
+        self._poll = select.poll()
+        self._poll.register(fd, select.POLLIN | select.POLLHUP)
+
+    def read1(self, n: int = 1 << 20) -> bytes:
+        import time
+        while True:
+            if not self._poll.poll(200):
+                continue  # nothing yet; dumpcap's end (stop) shows as POLLHUP, then b""
+            try:
+                data = os.read(self.fd, n)
+            except BlockingIOError:
+                continue
+            if data and len(data) < SMALL:
+                time.sleep(GATHER_S)
+                try:
+                    data += os.read(self.fd, n - len(data))
+                except BlockingIOError:
+                    pass
+            return data
 
 
 def dumpcap_command(iface: str, bpf: str | None, snaplen: int | None = None) -> list[str]:
@@ -156,7 +197,7 @@ class LiveDumpcap:
         # a blocked read on the pipe ends when dumpcap does: stop it when asked to
         watcher = threading.Thread(target=self._stop_when, args=(stop,), daemon=True)
         watcher.start()
-        stream: BinaryIO = self.proc.stdout  # type: ignore[assignment]
+        stream: BinaryIO = PipeReader(self.proc.stdout.fileno())  # type: ignore[assignment]
         if self.save is not None:
             self.tee = Tee(stream, self.save, self.save_max)
             stream = self.tee  # type: ignore[assignment]

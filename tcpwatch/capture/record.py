@@ -127,14 +127,15 @@ def flag_string(flags: int) -> str:
     return "".join(letter for bit, letter in FLAG_LETTERS if flags & bit) or "."
 
 
-STATS_FIELDS: Final = ("packets", "tcp", "non_tcp", "undecodable", "bytes", "dropped", "stopped_at",
-                "error", "unknown_links", "size", "read")
+STATS_FIELDS: Final = ("packets", "tcp", "non_tcp", "undecodable", "bytes", "dropped", "lost",
+                       "stopped_at", "error", "unknown_links", "size", "read")
 
 
 class CaptureStats:
     """Totals a capture engine keeps while it runs (read by the report and the header)."""
 
-    __slots__ = STATS_FIELDS
+    __slots__ = ("packets", "tcp", "non_tcp", "undecodable", "bytes", "dropped", "lost",
+                 "stopped_at", "error", "unknown_links", "size", "read")
 
     def __init__(self) -> None:
         self.packets = 0  # every frame read
@@ -143,6 +144,9 @@ class CaptureStats:
         self.undecodable = 0  # frames too short or malformed to decode, unknown link types
         self.bytes = 0  # sum of wire lengths
         self.dropped = 0  # packets the capture (kernel/dumpcap) reported as dropped
+        # live: TCP packets tcpwatch itself let go because its analysis fell behind (the
+        # hand-over queue was full); never for a file, which waits instead
+        self.lost = 0
         self.stopped_at: str | None = None  # where reading stopped early (truncated input)
         self.error: str | None = None  # the one-line reason it stopped early
         self.unknown_links: dict[int, int] = {}  # link types we do not decode -> frames

@@ -72,7 +72,8 @@ def build(table: FlowTable, capture: Capture, pred=None, lazy: bool = False) -> 
             "non_tcp": st.non_tcp,
             "undecodable": st.undecodable,
             "bytes": st.bytes,
-            "dropped": st.dropped,
+            "dropped": st.dropped,  # by the capture (kernel, dumpcap: known at its end)
+            "dropped_by_tcpwatch": st.lost,  # live: analysis fell behind (0 when keeping up)
             "flows": len(table.flows),  # connections listed below
             "flows_seen": table.next_id,  # listed + evicted
             "first": None if table.first_ts is None else table.first_ts / 1e9,

@@ -74,7 +74,9 @@ def render(report: dict, limit: int | None = None) -> str:
         f"{humanize.intcomma(t['packets'])} packets = TCP {humanize.intcomma(t['tcp_packets'])}"
         f" + non-TCP {humanize.intcomma(t['non_tcp'])} + undecodable "
         f"{humanize.intcomma(t['undecodable'])}; {_size(t['bytes'])} in {_dur(span)}; "
-        f"dropped {t['dropped']}; {humanize.intcomma(t['flows_seen'])} connections")
+        f"dropped {humanize.intcomma(t['dropped'])} by the capture, "
+        f"{humanize.intcomma(t['dropped_by_tcpwatch'])} by tcpwatch; "
+        f"{humanize.intcomma(t['flows_seen'])} connections")
     ev = report["evicted"]
     if ev["flows"]:
         lines.append(f"{humanize.intcomma(ev['flows'])} connections past the flow cap were "

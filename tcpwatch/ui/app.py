@@ -20,7 +20,8 @@ from . import fmt
 from .help import COLUMNS, HelpScreen
 
 SORTABLE = [c[0] for c in COLUMNS]
-UI_CHECK_S = 0.05
+UI_CHECK_S = 0.02  # s between looks for a new snapshot (one attribute read when none)
+REBUILD_ROWS = 40  # rows coming and going past which the table is rebuilt, not edited
 SEV_STYLE = {ERROR: "bold red", WARN: "yellow"}
 
 
@@ -166,6 +167,9 @@ class MainScreen(Screen):
             t.append(f" (+{fmt.count(s.evicted)} evicted)", style="yellow")
         t.append(" · dropped ")
         t.append(fmt.count(s.dropped), style="bold red" if s.dropped else "")
+        if s.mode == "live":  # tcpwatch's own: its analysis fell behind the capture
+            t.append(" + tcpwatch ")
+            t.append(fmt.count(s.lost), style="bold red" if s.lost else "")
         t.append(f" · {fmt.dur(s.elapsed)}")
         if s.mode != "live" and not s.done:
             t.append(" · reading…", style="italic")
@@ -174,8 +178,18 @@ class MainScreen(Screen):
             if s.eta is not None:
                 t.append(f", ETA {fmt.dur(s.eta)}", style="italic")
         hdr.update(t)
+        hdr.refresh()
+        self.show_status(s, paused)
+        if not paused:
+            self._apply_rows(s)
+
+    def show_status(self, s: Snapshot | None, paused: bool) -> None:
+        """The status line, from the view the user asked for: a key press shows here at
+        once, and the table follows when the monitor's snapshot for that view arrives."""
+        if s is None:
+            return
         st = Text()
-        v = s.view
+        v = self.app.monitor.view
         arrow = "↓" if v.reverse else "↑"
         label = dict((c[0], c[1]) for c in COLUMNS).get(v.sort, v.sort)
         st.append(f"sort {label} {arrow}")
@@ -189,6 +203,8 @@ class MainScreen(Screen):
             st.append(" · problems only", style="bold yellow")
         if paused:
             st.append(" · PAUSED (space resumes)", style="bold reverse")
+        if s.view != v:
+            st.append(" · updating…", style="italic")
         st.append(f" · {fmt.count(len(s.rows))} shown")
         if s.hidden:
             st.append(f", {fmt.count(s.hidden)} more hidden (filter to narrow)", style="yellow")
@@ -198,10 +214,7 @@ class MainScreen(Screen):
         for note in s.notes:
             st.append(" · ")
             st.append_text(fmt.untrusted(note, 120, "bold yellow"))
-        hdr.refresh()
         self.query_one("#status", Static).update(st)
-        if not paused:
-            self._apply_rows(s)
 
     def _apply_rows(self, s: Snapshot) -> None:
         table = self.query_one("#flows", DataTable)
@@ -213,7 +226,14 @@ class MainScreen(Screen):
             except Exception:  # noqa: BLE001 - an empty or stale cursor
                 keep_key = None
         wanted = {str(r.id): r for r in s.rows}
-        for key in [k for k in cache if k not in wanted]:
+        gone = [k for k in cache if k not in wanted]
+        new = sum(1 for k in wanted if k not in cache)
+        if len(gone) + new > REBUILD_ROWS:
+            # a new view (filter, problems only) or a burst of connections: DataTable removes
+            # a row in time proportional to the table, so start afresh, already in order
+            self._rebuild_rows(table, s, keep_key)
+            return
+        for key in gone:
             table.remove_row(key)
             del cache[key]
         cols = [c[0] for c in COLUMNS]
@@ -241,6 +261,19 @@ class MainScreen(Screen):
             table.sort("id", key=lambda fid: rank.get(fid, 1 << 30))
             self.app.row_order = order
         if keep_key is not None and keep_key.value in wanted:
+            table.move_cursor(row=table.get_row_index(keep_key), animate=False)
+
+    def _rebuild_rows(self, table: DataTable, s: Snapshot, keep_key) -> None:
+        cache: dict = self.app.row_cache
+        cache.clear()
+        table.clear()
+        for r in s.rows:
+            key = str(r.id)
+            cells = row_cells(r, s.now)
+            cache[key] = (r, None if r.closed else int(s.now - r.start), cells)
+            table.add_row(*cells, key=key)
+        self.app.row_order = [str(r.id) for r in s.rows]
+        if keep_key is not None and keep_key.value in cache:
             table.move_cursor(row=table.get_row_index(keep_key), animate=False)
 
 
@@ -323,6 +356,9 @@ class TcpwatchApp(App):
         fields.update(changes)
         self.monitor.view = ViewSpec(**fields)
         self.monitor.poke()
+        main = self._main()
+        if main is not None and main.is_mounted:
+            main.show_status(self.monitor.latest, self.paused)
 
     def open_flow(self, fid: int) -> None:
         from .flow_screen import FlowScreen
