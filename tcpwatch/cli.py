@@ -11,6 +11,7 @@ import sys
 from importlib import resources
 
 from . import __version__
+from .analysis import GC_THRESHOLDS
 from .analysis.table import MAX_FLOWS
 from .errors import EXIT_USAGE, UserError
 
@@ -229,7 +230,7 @@ def _terminate(_sig, _frame):
 
 def main(argv: list[str] | None = None) -> int:
     # fewer cyclic-GC passes: the trackers keep many long-lived objects and make no cycles
-    gc.set_threshold(100_000, 50, 1000)
+    gc.set_threshold(*GC_THRESHOLDS)
     signal.signal(signal.SIGTERM, _terminate)
     signal.signal(signal.SIGHUP, _terminate)  # the terminal went away: clean up the same way
     parser = build_parser()

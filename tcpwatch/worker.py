@@ -29,6 +29,7 @@ import sys
 import threading
 from multiprocessing.connection import Connection
 
+from .analysis import GC_THRESHOLDS
 from .capture.rawring import RAW_MAX_BYTES
 from .monitor import Snapshot, ViewSpec
 
@@ -46,6 +47,8 @@ def _child(fd: int) -> None:
         pass
     if os.getppid() == 1:  # the UI was already gone
         return
+    import gc
+    gc.set_threshold(*GC_THRESHOLDS)
 
     def _term(_sig, _frame):
         raise SystemExit(0)

@@ -13,6 +13,8 @@ ALLOWED = {
     "report": {"report", "analysis", "capture", "errors", "safe", "viewfilter"},
     # the live-analysis thread and the process map: no UI
     "monitor.py": {"analysis", "capture", "procmap", "errors", "viewfilter"},
+    # the dashboard's capture process and its proxy: the monitor, no UI
+    "worker.py": {"monitor", "capture", "procmap", "analysis"},
     "viewfilter.py": set(),
     "procmap.py": set(),
     "ui": {"ui", "monitor", "analysis", "capture", "errors", "safe", "procmap"},

@@ -102,8 +102,13 @@ class PipeReader:
             return data
 
 
+# the kernel's capture buffer for dumpcap (-B, MiB; dumpcap's default is 2): at 100,000
+# packets/s that is 30 ms, and a busy machine can keep dumpcap off the CPU longer than that
+LIVE_BUFFER_MB = 32
+
+
 def dumpcap_command(iface: str, bpf: str | None, snaplen: int | None = None) -> list[str]:
-    cmd = [tools.find_tool("dumpcap"), "-i", iface, "-q", "-w", "-"]
+    cmd = [tools.find_tool("dumpcap"), "-i", iface, "-q", "-B", str(LIVE_BUFFER_MB), "-w", "-"]
     if snaplen:
         cmd += ["-s", str(snaplen)]
     if bpf:

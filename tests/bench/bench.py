@@ -9,7 +9,8 @@ rule dropping 1 in 200 of the server's data segments (0.5% loss); a 360 MB bulk 
 4,000 short HTTP/1.1 exchanges, one connection each; dumpcap in the client namespace with a
 192-byte snap length. About 320,000 packets. It is reused when present.
 
-Timed on that file, each as its own process (wall time, peak RSS from wait4):
+Timed on that file, each as its own process (wall time, peak RSS from wait4), in 3 interleaved
+rounds (--repeat), the median shown:
   tcpwatch report --json (fast engine), tcpwatch report --engine pyshark --json,
   tshark -l -T ek -e FIELDS, the command the pyshark engine has pyshark run (its input alone),
   tshark -q -z conv,tcp, tshark -T fields with the fields tcpwatch needs,
@@ -21,6 +22,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import statistics
 import subprocess
 import sys
 import time
@@ -146,6 +148,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("capture", nargs="?", type=Path, default=DEFAULT)
     ap.add_argument("--rebuild", action="store_true")
+    ap.add_argument("--repeat", type=int, default=3, help="rounds; each row is the median")
     a = ap.parse_args()
     path = a.capture
     if a.rebuild or not path.exists():
@@ -173,16 +176,23 @@ def main() -> None:
          SLICE),
         ("tcptrace -n -l", ["tcptrace", "-n", "-l", str(path)], n),
     ]
+    # each command REPEAT times, the rounds interleaved (a slow spell of this shared machine
+    # hits every tool alike); each row shows the median
+    took: dict[str, list[tuple[float, float]]] = {name: [] for name, _c, _n in runs}
+    for rnd in range(a.repeat):
+        for name, cmd, _count in runs:
+            took[name].append(timed(cmd))
+            print(f"  round {rnd + 1}: {name}: {took[name][-1][0]:.2f} s", file=sys.stderr)
     results = []
-    for name, cmd, count in runs:
-        secs, rss = timed(cmd)
-        results.append((name, secs, count, rss))
-        print(f"  {name}: {secs:.2f} s", file=sys.stderr)
+    for name, _cmd, count in runs:
+        secs = statistics.median(s for s, _r in took[name])
+        results.append((name, secs, count, max(r for _s, r in took[name])))
     conv = next(r for r in results if r[0].startswith("tshark -q"))
     trace = next(r for r in results if r[0].startswith("tcptrace"))
     conv_pps, trace_pps = conv[2] / conv[1], trace[2] / trace[1]
     size = path.stat().st_size / (1 << 20)
-    print(f"capture: {path.name}, {n:,} packets, {size:.0f} MiB; {os.cpu_count()} cores")
+    print(f"capture: {path.name}, {n:,} packets, {size:.0f} MiB; {os.cpu_count()} cores; "
+          f"median of {a.repeat} rounds")
     print(f"| {'run':44} | {'seconds':>7} | {'packets/s':>10} | {'vs tshark conv':>14} | "
           f"{'vs tcptrace':>11} | {'peak RSS':>9} |")
     print(f"|{'-' * 46}|{'-' * 9}:|{'-' * 12}:|{'-' * 16}:|{'-' * 13}:|{'-' * 11}:|")

@@ -80,6 +80,7 @@ def run() -> None:
           f"({offered / (t1 - t0):,.0f}/s)")
     print(f"tcpwatch analysed {tot['tcp_packets']:,} TCP packets "
           f"({tot['tcp_packets'] / offered:.1%} of offered); dumpcap dropped {tot['dropped']:,};"
+          f" tcpwatch dropped {tot['dropped_by_tcpwatch']:,};"
           f" report done {t2 - t1:.1f} s after the traffic (capture ran {secs + 4} s)")
 
 
