@@ -100,6 +100,8 @@ def redis_command(p: bytes) -> dict | None:
             return None
         second = p.index(b"\r\n", first + 2)
         n = int(p[first + 3:second])
+        if n < 0:  # a null bulk string: no command (and no slice ending before it starts)
+            return None
         cmd = p[second + 2:second + 2 + n]
     except ValueError:
         return None

@@ -233,7 +233,10 @@ def decode_at(link: int, data: bytes, base: int, end: int, wire_len: int, ts: in
         parse_options(rec, data, tcp + 20, min(tcp + hlen, n))
     if plen:
         start = tcp + hlen
-        rec.payload = bytes(data[start:min(start + plen, start + PAYLOAD_PREFIX, n)])
+        stop = min(start + plen, start + PAYLOAD_PREFIX, n)
+        if stop > start:  # (a header longer than the captured frame: no payload; and compiled,
+            # a slice that ends before it starts is an error, not b"")
+            rec.payload = data[start:stop]
     return rec
 
 
