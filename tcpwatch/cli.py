@@ -207,6 +207,10 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
     finally:
         monitor.stop()
     last = monitor.latest
+    if last is not None and mode == "live":  # as tcpdump does, the totals once the screen is gone
+        print(f"tcpwatch: {last.packets:,} packets captured on {iface}; dropped "
+              f"{last.dropped:,} by the capture (kernel, dumpcap) and {last.lost:,} by tcpwatch",
+              file=sys.stderr)
     if last is not None and last.error:
         raise UserError(last.error)
     if monitor.failed is not None:

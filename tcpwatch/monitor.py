@@ -238,6 +238,13 @@ class Monitor:
             self._thread.join(timeout=10)
             self._thread = None
 
+    def final_snapshot(self) -> Snapshot:
+        """After stop(): a last snapshot, with the capture's final counters (dumpcap reports
+        its drops as it ends)."""
+        self._done = True
+        self._publish()
+        return self.latest  # type: ignore[return-value]
+
     def poke(self) -> None:
         """The view or focus changed: publish a snapshot now rather than at the next tick."""
         self._poke.set()

@@ -101,7 +101,7 @@ def _child(fd: int) -> None:
     finally:
         if mon is not None:
             mon.stop()  # reaps dumpcap / tshark
-            send(("snap", mon.latest))
+            mon.final_snapshot()  # sent by on_publish
         send(("ended",))
         conn.close()
 

@@ -176,6 +176,14 @@ def test_signals_leave_no_capture_behind(sig, tmp_path):
             assert info.returncode == 0, info.stderr
             n = int(re.search(r"Number of packets:\s+(\d+)", info.stdout).group(1))
             assert n > 0
+        if sig == "q":  # the totals once the screen is gone, as tcpdump prints them: every
+            # packet dumpcap wrote (the -w copy) was read, and dumpcap's own drop counter
+            said = re.search(r"tcpwatch: ([\d,]+) packets captured on lo; dropped (\d+) by "
+                             r"the capture \(kernel, dumpcap\) and (\d+) by tcpwatch",
+                             pane(session))
+            assert said, pane(session)
+            assert int(said.group(1).replace(",", "")) == n
+            assert said.group(2) == said.group(3) == "0"
     finally:
         for p in procs:
             p.kill()

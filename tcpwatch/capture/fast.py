@@ -208,7 +208,10 @@ class LiveDumpcap:
             stream = self.tee  # type: ignore[assignment]
         try:
             try:
-                yield from iter_batches(stream, stats, f"dumpcap -i {self.iface}", stop,
+                # read to the end even when asked to stop: stopping ends dumpcap
+                # (_stop_when), whose last words are its drop counter (an interface
+                # statistics block), and the packets before it are already paid for
+                yield from iter_batches(stream, stats, f"dumpcap -i {self.iface}", None,
                                         self.raw, limit)
             except UserError:
                 # dumpcap died before it wrote a header: its stderr says why
@@ -228,8 +231,13 @@ class LiveDumpcap:
         while not stop.wait(0.2):
             if self.proc is None or self.proc.poll() is not None:
                 return
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
+        p = self.proc
+        if p is not None and p.poll() is None:
+            p.terminate()
+            try:
+                p.wait(timeout=3)
+            except subprocess.TimeoutExpired:
+                p.kill()
 
     def flush(self) -> None:
         if self.tee is not None:

@@ -118,12 +118,15 @@ class Capture:
                     try:
                         q.put_nowait(batch)
                     except queue.Full:
-                        self.stats.lost += len(batch)
+                        if not self._stop.is_set():  # (stopping: nobody reads any more)
+                            self.stats.lost += len(batch)
                 else:
                     self._put(batch)
                 if deadline is not None and time.monotonic() >= deadline:
-                    break
-                if self._stop.is_set():
+                    self._stop.set()  # (the fast engine reads on to dumpcap's end)
+                    if self.engine != "fast" or not live:
+                        break
+                if self._stop.is_set() and (self.engine != "fast" or not live):
                     break
         except BaseException as e:  # handed to the consumer, raised there
             self.error = e
@@ -167,6 +170,11 @@ class Capture:
             yield item  # type: ignore[misc]
         if self.error is not None:
             raise self.error
+
+    def request_stop(self) -> None:
+        """Ask the capture to end; batches() then yields what is left and ends (the fast
+        engine reads live captures to dumpcap's end: its drop counter comes last)."""
+        self._stop.set()
 
     def stop(self) -> None:
         """Stop the capture and reap its processes; never leaves tshark/dumpcap behind."""

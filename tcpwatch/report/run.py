@@ -32,6 +32,15 @@ def analyse(capture: Capture, max_flows: int = MAX_FLOWS
     try:
         for batch in capture.iter_batches() if direct else capture.batches():
             table.feed_all(batch)
+    except KeyboardInterrupt as e:  # Ctrl+C ends a live capture: what it caught is analysed
+        err = e
+        if not direct:
+            try:
+                capture.request_stop()
+                for batch in capture.batches():  # until dumpcap's end (a second Ctrl+C: now)
+                    table.feed_all(batch)
+            except BaseException:  # noqa: BLE001 - the first interruption is the one reported
+                pass
     except BaseException as e:  # noqa: BLE001 - reported by the caller, after the results
         err = e
     finally:
