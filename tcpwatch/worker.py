@@ -31,6 +31,7 @@ from multiprocessing.connection import Connection
 
 from .analysis import GC_THRESHOLDS
 from .capture.rawring import RAW_MAX_BYTES
+from .capture.tools import reap
 from .monitor import Snapshot, ViewSpec
 
 REPLY_TIMEOUT_S = 10.0  # a frame or a flush asked of the child
@@ -244,12 +245,7 @@ class RemoteMonitor:
         try:
             proc.wait(timeout=5)
         except subprocess.TimeoutExpired:
-            proc.terminate()
-            try:
-                proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            reap(proc, 5)
         self._proc = None
         if self._rx is not None:
             self._rx.join(timeout=2)

@@ -1,4 +1,5 @@
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -19,3 +20,14 @@ def tree_labels(node) -> list:
     for child in node.children:
         out += tree_labels(child)
     return out
+
+
+def wait_until(pred, timeout: float = 20.0, step: float = 0.1):
+    """pred()'s first true value, polled every `step` s; AssertionError after `timeout` s."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        v = pred()
+        if v:
+            return v
+        time.sleep(step)
+    raise AssertionError("timed out")

@@ -17,6 +17,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+from conftest import wait_until as wait
 
 from tcpwatch.capture.session import Capture
 from tcpwatch.monitor import Monitor
@@ -89,16 +90,6 @@ class Traffic:
 def capture_procs(marker: str) -> list[str]:
     out = subprocess.run(["pgrep", "-af", marker], capture_output=True, text=True).stdout
     return [ln for ln in out.splitlines() if ("dumpcap" in ln or "tshark" in ln)]
-
-
-def wait(pred, timeout=20.0):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        v = pred()
-        if v:
-            return v
-        time.sleep(0.1)
-    raise AssertionError("timed out")
 
 
 @pytest.mark.parametrize("engine,victim", [("fast", "dumpcap"), ("pyshark", "tshark")])

@@ -12,22 +12,13 @@ import threading
 import time
 
 import pytest
+from conftest import wait_until as wait
 
 from tcpwatch.capture.record import PacketRecord
 from tcpwatch.capture.session import Capture
 from tcpwatch.cli import demo_capture
 from tcpwatch.monitor import Monitor, ViewSpec
 from tcpwatch.worker import RemoteMonitor
-
-
-def wait(pred, timeout=20.0):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        v = pred()
-        if v:
-            return v
-        time.sleep(0.02)
-    raise AssertionError("timed out")
 
 
 def local_monitor(path: str) -> Monitor:

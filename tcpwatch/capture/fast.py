@@ -231,13 +231,8 @@ class LiveDumpcap:
         while not stop.wait(0.2):
             if self.proc is None or self.proc.poll() is not None:
                 return
-        p = self.proc
-        if p is not None and p.poll() is None:
-            p.terminate()
-            try:
-                p.wait(timeout=3)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        if self.proc is not None:
+            tools.reap(self.proc)
 
     def flush(self) -> None:
         if self.tee is not None:
@@ -249,13 +244,7 @@ class LiveDumpcap:
         p = self.proc
         if p is None:
             return
-        if p.poll() is None:
-            p.terminate()
-            try:
-                p.wait(timeout=3)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
+        tools.reap(p)
         for s in (p.stdout, p.stderr):
             if s:
                 s.close()

@@ -108,6 +108,9 @@ class Capture:
         # batch is never held back on a quiet link
         deadline = None if self.duration is None else time.monotonic() + self.duration
         live = self.iface is not None
+        # the fast engine reads a live capture on to dumpcap's end once stopped (its drop
+        # counter comes last); the others end at the stop
+        to_the_end = live and self.engine == "fast"
         q = self._q
         try:
             for batch in self._batches():
@@ -123,10 +126,8 @@ class Capture:
                 else:
                     self._put(batch)
                 if deadline is not None and time.monotonic() >= deadline:
-                    self._stop.set()  # (the fast engine reads on to dumpcap's end)
-                    if self.engine != "fast" or not live:
-                        break
-                if self._stop.is_set() and (self.engine != "fast" or not live):
+                    self._stop.set()
+                if self._stop.is_set() and not to_the_end:
                     break
         except BaseException as e:  # handed to the consumer, raised there
             self.error = e

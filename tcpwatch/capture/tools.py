@@ -3,10 +3,22 @@
 from __future__ import annotations
 
 import shutil
+import subprocess
 
 from ..errors import UserError
 
 INSTALL_HINT = "install Wireshark's tools: apt-get install tshark (it brings dumpcap)"
+
+
+def reap(proc: subprocess.Popen, grace: float = 3.0) -> None:
+    """End a child process: SIGTERM, then SIGKILL if it is still there after `grace` s."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 def find_tool(name: str) -> str:
