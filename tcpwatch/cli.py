@@ -15,6 +15,34 @@ from .analysis import GC_THRESHOLDS
 from .analysis.table import MAX_FLOWS
 from .errors import EXIT_USAGE, UserError
 
+EXIT_INTERRUPTED = 130  # ended by a signal (SIGINT, SIGTERM, SIGHUP), as after Ctrl+C
+
+
+class ExitSignals:
+    """SIGINT, SIGTERM and SIGHUP for the dashboard, never raised as an exception in whatever
+    frame happens to run: a KeyboardInterrupt landing inside one of Textual's tasks (drawing
+    the table, applying a snapshot) was re-raised while Textual stopped its timers, so it
+    never restored the terminal nor stopped its input thread, and Python's exit waited for
+    that thread forever. So outside the app's event loop a signal is only noted here; while
+    the loop runs, the loop delivers it (loop.add_signal_handler, ui/app.py) and the app
+    quits by the path `q` takes."""
+
+    # interrupted; asked to stop; the terminal went away
+    SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+    def __init__(self) -> None:
+        self.received: int | None = None
+        # one ignored when tcpwatch started (nohup; SIGINT in a background job) stays so
+        self.handled = tuple(s for s in self.SIGNALS if signal.getsignal(s) != signal.SIG_IGN)
+
+    def note(self, signum: int, _frame=None) -> None:
+        self.received = signum
+
+    def install(self) -> ExitSignals:
+        for sig in self.handled:
+            signal.signal(sig, self.note)
+        return self
+
 
 def demo_capture() -> str:
     return str(resources.files("tcpwatch") / "data" / "demo.pcapng")
@@ -164,7 +192,7 @@ def _filter(text: str):
         raise UserError(f"bad --filter: {e}") from None
 
 
-def cmd_dashboard(args: argparse.Namespace) -> int:
+def cmd_dashboard(args: argparse.Namespace, signals: ExitSignals) -> int:
     from .capture.session import Capture
     from .monitor import ViewSpec
     from .worker import RemoteMonitor
@@ -189,7 +217,12 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
     # memory (capture/rawring.py)
     capture_kw = dict(engine=args.engine, file=file, iface=iface, bpf=args.bpf,
                       save=args.write)
-    Capture(**capture_kw).preflight()  # one clear line before the screen changes
+    try:
+        Capture(**capture_kw).preflight()  # one clear line before the screen changes
+    except UserError:
+        if signals.received is not None:  # Ctrl+C in the terminal ended `dumpcap -d` too
+            return EXIT_INTERRUPTED
+        raise
     mode = "live" if iface is not None else ("replay" if args.replay else "file")
     # capture and analysis run in a process of their own (worker.py): the UI never waits
     # for them, and they never wait for the UI
@@ -201,10 +234,13 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
     if _root_note(iface):
         monitor.notes = (ROOT_NOTE,)
     from .ui.app import TcpwatchApp
-    app = TcpwatchApp(monitor)
+    app = TcpwatchApp(monitor, signals=signals)
     try:
         app.run()
     finally:
+        # the event loop, closing, set these signals back to their defaults: noted again (the
+        # app has stopped the capture by now; a signal in between costs only the totals)
+        signals.install()
         monitor.stop()
     last = monitor.latest
     if last is not None and mode == "live":  # as tcpdump does, the totals once the screen is gone
@@ -215,7 +251,7 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
         raise UserError(last.error)
     if monitor.failed is not None:
         raise UserError(monitor.failed)
-    return 0
+    return EXIT_INTERRUPTED if signals.received is not None else 0
 
 
 def _check_writable(path: str) -> None:
@@ -228,27 +264,32 @@ def _check_writable(path: str) -> None:
         raise UserError(f"{path}: permission denied: cannot write in {d}")
 
 
-def _terminate(_sig, _frame):
-    raise KeyboardInterrupt  # SIGTERM/SIGHUP end a capture like Ctrl+C: clean up, exit
+def _interrupt(_sig, _frame):
+    raise KeyboardInterrupt  # a report: SIGINT/SIGTERM/SIGHUP end a capture as Ctrl+C does
 
 
 def main(argv: list[str] | None = None) -> int:
     # fewer cyclic-GC passes: the trackers keep many long-lived objects and make no cycles
     gc.set_threshold(*GC_THRESHOLDS)
-    signal.signal(signal.SIGTERM, _terminate)
-    signal.signal(signal.SIGHUP, _terminate)  # the terminal went away: clean up the same way
+    signals = ExitSignals().install()  # from the first moment: noted, never raised
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         if args.command == "report":
+            # no event loop here: the report's capture loop stops on KeyboardInterrupt, as on
+            # Ctrl+C, and reports what it saw (report/run.py)
+            for sig in signals.handled:
+                signal.signal(sig, _interrupt)
+            if signals.received is not None:
+                raise KeyboardInterrupt
             return cmd_report(args)
-        return cmd_dashboard(args)
+        return cmd_dashboard(args, signals)
     except UserError as e:
         sys.stdout.flush()
         print(f"tcpwatch: {e.message}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
-        return 130
+        return EXIT_INTERRUPTED
     except BrokenPipeError:  # `tcpwatch report ... | head`
         return 0
 

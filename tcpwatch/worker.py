@@ -51,8 +51,16 @@ def _child(fd: int) -> None:
     import gc
     gc.set_threshold(*GC_THRESHOLDS)
 
+    # SIGTERM (the UI gone: the parent-death signal; or reap()) ends the loop below by its own
+    # path, as the UI's "stop" does: its read side shut, recv() ends; never an exception
+    # raised in whatever frame runs, which could cut the monitor's stop (reaping dumpcap) short
+    stopper = socket.socket(fileno=os.dup(fd))
+
     def _term(_sig, _frame):
-        raise SystemExit(0)
+        try:
+            stopper.shutdown(socket.SHUT_RD)
+        except OSError:
+            pass
 
     signal.signal(signal.SIGTERM, _term)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -95,7 +103,7 @@ def _child(fd: int) -> None:
                 send(("reply", capture.flush_saved()))
             elif kind == "stop":
                 break
-    except (EOFError, OSError, SystemExit, KeyboardInterrupt):
+    except (EOFError, OSError):
         pass
     except BaseException as e:  # noqa: BLE001 - told to the UI, which shows it
         send(("failed", getattr(e, "message", None) or str(e) or e.__class__.__name__))
@@ -105,6 +113,7 @@ def _child(fd: int) -> None:
             mon.final_snapshot()  # sent by on_publish
         send(("ended",))
         conn.close()
+        stopper.close()
 
 
 class _RemoteRaw:

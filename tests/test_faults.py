@@ -17,6 +17,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+from conftest import capturing, pilot_until
 from conftest import wait_until as wait
 
 from tcpwatch.capture.session import Capture
@@ -137,24 +138,17 @@ def test_dashboard_stays_up_when_dumpcap_dies():
         m = Monitor(Capture("fast", iface="lo", bpf=marker), mode="live")
         app = TcpwatchApp(m)
         async with app.run_test(size=(180, 40)) as pilot:
-            for _ in range(200):
-                await pilot.pause(0.1)
-                if m.latest is not None and len(m.latest.rows) >= 3:
-                    break
+            await pilot_until(pilot, lambda: m.latest is not None and len(m.latest.rows) >= 3)
             pids = [ln.split()[0] for ln in capture_procs(marker)]
             subprocess.run(["kill", "-KILL", *pids], check=True)
-            for _ in range(100):
-                await pilot.pause(0.1)
-                if m.latest.done:
-                    break
-            await pilot.pause(0.6)
+            await pilot_until(pilot, lambda: app.caught_up)  # the capture's end, on screen
             status = str(app.screen.query_one("#status").render())
             assert "dumpcap was killed (signal 9)" in status
             from textual.widgets import DataTable
             rows = app.screen.query_one("#flows", DataTable).row_count
             assert rows >= 3
-            await pilot.press("s")  # still answering keys
-            await pilot.pause(0.6)
+            await pilot.press("s")  # still answering keys: the new sort, applied
+            await pilot_until(pilot, lambda: m.latest.view == m.view and app.caught_up)
             assert app.screen.query_one("#flows", DataTable).row_count == rows
     try:
         asyncio.run(go())
@@ -176,7 +170,7 @@ def test_interface_going_away_is_one_line_and_keeps_the_report():
         p = subprocess.Popen([sys.executable, "-m", "tcpwatch", "report", "-i", a,
                               "--duration", "30"], stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True, cwd=ROOT)
-        time.sleep(2.5)
+        wait(lambda: capturing(a) or p.poll() is not None, 30)  # its dumpcap sees packets
         s = socket.socket()
         s.settimeout(0.3)
         try:  # SYNs out of the veth, to an address nobody answers for

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from builders import ether, ipv4, tcp_header
-from conftest import NEED_TSHARK
+from conftest import NEED_TSHARK, pilot_until, wait_until
 
 from tcpwatch.analysis.table import FlowTable
 from tcpwatch.capture.fast import iter_file
@@ -117,17 +117,9 @@ def test_dashboard_folds_the_flood_per_destination(flood):
     m = Monitor(Capture("fast", file=str(flood)), mode="file", max_flows=CAP)
     m.start()
     try:
-        import time
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            s = m.latest
-            if s is not None and s.done and s.rows:
-                break
-            time.sleep(0.1)
-        m.poke()
-        time.sleep(0.6)
-        s = m.latest
-        assert s.done
+        # the first snapshot published after the end of the file has every row rebuilt
+        s = wait_until(lambda: m.latest if m.latest is not None and m.latest.done else None,
+                       120)
         assert (s.packets, s.tcp, s.non_tcp, s.undecodable) == (N_SYN + 67, N_SYN + 7, 50, 10)
         assert s.flows_total <= CAP and s.evicted == N_SYN + 1 - s.flows_total
         # bounded per-flow state beside the table
@@ -141,8 +133,7 @@ def test_dashboard_folds_the_flood_per_destination(flood):
         from dataclasses import replace
         m.view = replace(m.view, filter="state:S0 port:443")
         m.poke()
-        time.sleep(0.6)
-        s = m.latest
+        s = wait_until(lambda: m.latest if m.latest.view == m.view else None)
         assert all(r.id >= 0 and r.state == "S0" and r.sport == 443 for r in s.rows)
         assert len(s.rows) == 200 and s.hidden == s.matched - 200 > 0
     finally:
@@ -158,10 +149,7 @@ def test_pilot_enter_on_a_folded_row_filters(flood):
         m = Monitor(Capture("fast", file=str(flood)), mode="file", max_flows=CAP)
         app = TcpwatchApp(m)
         async with app.run_test(size=(160, 40)) as pilot:
-            for _ in range(600):
-                await pilot.pause(0.1)
-                if app.caught_up:
-                    break
+            await pilot_until(pilot, lambda: app.caught_up, 120)
             from textual.widgets import DataTable
             table = app.screen.query_one("#flows", DataTable)
             keys = [k.value for k in table.rows]
@@ -169,8 +157,11 @@ def test_pilot_enter_on_a_folded_row_filters(flood):
             table.focus()
             table.move_cursor(row=0)
             await pilot.press("enter")
-            await pilot.pause(1.0)
-            assert m.view.filter.startswith("state:S0 addr:10.9.0.")
+            await pilot_until(pilot, lambda: m.view.filter.startswith("state:S0 addr:10.9.0."))
+            # and the table follows: the attempts listed one by one, no folded row left
+            await pilot_until(pilot, lambda: m.latest.view == m.view and app.caught_up)
+            keys = [int(k.value) for k in table.rows]
+            assert keys and all(k >= 0 for k in keys)
             hdr = str(app.screen.query_one("#hdr").render())
             assert "100,067 pkts = 100,007 tcp + 50 other + 10 bad" in hdr
             assert "evicted" in hdr

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import NEED_TSHARK
+from conftest import NEED_TSHARK, capturing, wait_until
 from oracle import tshark_conv
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -58,7 +58,9 @@ def test_live_report_matches_what_was_sent(engine, tmp_path):
                            f"tcp port {port}", "--duration", "6", "--json", "--engine", engine],
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
     try:
-        time.sleep(2.5)  # both captures running
+        # both captures running: ours and tcpwatch's dumpcap (pyshark: tshark's) hooked to lo
+        wait_until(lambda: len(capturing(f"tcp port {port}")) >= 2 or tw.poll() is not None,
+                   30)
         t = threading.Thread(target=serve_once, args=(srv,))
         t.start()
         talk(port)
@@ -104,13 +106,13 @@ def test_live_without_w_dissects_from_memory():
     assert cap.raw is not None and cap.save is None
     cap.start()
     try:
-        time.sleep(1.0)
+        wait_until(lambda: capturing(f"tcp port {port}"), 30)
         t = threading.Thread(target=serve_once, args=(srv,))
         t.start()
         talk(port)
         t.join()
         recs = []
-        end = time.monotonic() + 5
+        end = time.monotonic() + 30  # a deadline under load, not a wait
         for batch in cap.batches(timeout=0.2):
             recs += batch
             if any(r.dport == port and r.plen for r in recs) or time.monotonic() > end:

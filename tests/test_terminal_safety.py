@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from builders import client_hello, ether, ipv4, pcap_file, tcp_header
-from conftest import NEED_TSHARK, tree_labels
+from conftest import NEED_TSHARK, pilot_until, tree_labels
 
 from tcpwatch.capture.record import ACK, FIN, PSH, SYN
 
@@ -129,27 +129,24 @@ def test_dashboard_shows_it_inert(hostile):
     async def go():
         app = TcpwatchApp(Monitor(Capture("fast", file=str(hostile))))
         async with app.run_test(size=(200, 50)) as pilot:
-            for _ in range(300):
-                if app.caught_up:
-                    break
-                await pilot.pause(0.05)
+            await pilot_until(pilot, lambda: app.caught_up)
             screens = [app.export_screenshot()]
             for fid in (0, 1, 2):
                 app.open_flow(fid)
-                for _ in range(100):
-                    await pilot.pause(0.05)
-                    if app.screen.version >= 0:
-                        break
-                for key in ("o", "x", "e", "k"):  # every tab
+                await pilot_until(pilot, lambda: getattr(app.screen, "version", -1) >= 0)
+                tabs = app.screen.query_one("#tabs")
+                for key, tab in (("o", "overview"), ("x", "requests"), ("e", "events"),
+                                 ("k", "packets")):  # every tab, once it is the one shown
                     await pilot.press(key)
-                    await pilot.pause(0.2)
+                    await pilot_until(pilot, lambda w=tabs, t=tab: w.active == t)
                     screens.append(app.export_screenshot())
                 pk = app.screen.query_one("#pkts", DataTable)
                 pk.focus()
                 pk.move_cursor(row=3)  # the first data segment: its full dissection
+                frame = int(pk.coordinate_to_cell_key((3, 0)).row_key.value)
                 await pilot.press("enter")
                 await app.workers.wait_for_complete()
-                await pilot.pause(0.2)
+                await pilot_until(pilot, lambda f=frame: app.screen.dissected == f)
                 tree = app.screen.query_one("#dissection", Tree)
                 labels = [lb.plain for lb in tree_labels(tree.root)]
                 assert len(labels) > 5

@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -15,6 +16,7 @@ import time
 import uuid
 
 import pytest
+from conftest import wait_until
 
 pytestmark = [
     pytest.mark.skipif(os.geteuid() != 0, reason="live capture needs root here"),
@@ -53,6 +55,22 @@ CLIENT = textwrap.dedent("""
 """)
 
 
+HAMMER = textwrap.dedent("""
+    import http.client, sys, time
+    # a new connection per request, as fast as it goes: the dashboard's table changes at
+    # every snapshot, and the UI thread is busy applying them when a signal comes
+    end = time.time() + float(sys.argv[2])
+    while time.time() < end:
+        c = http.client.HTTPConnection("127.0.0.1", int(sys.argv[1]))
+        try:
+            c.request("GET", "/item")
+            c.getresponse().read()
+        except OSError:
+            pass
+        c.close()
+""")
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -83,6 +101,25 @@ def capture_procs(port: int) -> list[str]:
     return [line for line in r.stdout.splitlines() if f"port {port}" in line]
 
 
+def marked(mark: str) -> dict[int, str]:
+    """Every live process of one tcpwatch run - the UI, its worker, dumpcap - found by the
+    variable they all inherit (TCPWATCH_TEST_RUN=mark): pid -> command line."""
+    out = {}
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/environ", "rb") as f:
+                if f"TCPWATCH_TEST_RUN={mark}".encode() not in f.read().split(b"\0"):
+                    continue
+            with open(f"/proc/{pid}/stat") as f:
+                if f.read().rsplit(")", 1)[1].split()[0] == "Z":
+                    continue  # a zombie is dead already (its parent reaps it)
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                out[int(pid)] = f.read().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:  # gone meanwhile
+            continue
+    return out
+
+
 def test_live_dashboard_in_tmux_finds_the_client_process(tmp_path):
     port = free_port()
     session = f"tw-{uuid.uuid4().hex[:8]}"
@@ -102,7 +139,9 @@ def test_live_dashboard_in_tmux_finds_the_client_process(tmp_path):
         keys(session, "/")
         keys(session, "-l", "proc:twe2e")
         keys(session, "Enter")
-        time.sleep(1.0)
+        # the filtered view is on screen (the status line says "updating…" until then)
+        wait_until(lambda: "filter proc:twe2e" in (sc := pane(session)) and "updating" not in sc
+                   and "twe2e-client" in sc, 10)
         keys(session, "Enter")
         screen = wait_for(session, "Handshake", 10)
         assert "twe2e-client" in screen and "window scale" in screen
@@ -127,13 +166,23 @@ def test_live_dashboard_in_tmux_finds_the_client_process(tmp_path):
             subprocess.run(["kill", line.split()[0]], capture_output=True)
 
 
-@pytest.mark.parametrize("sig", ["q", "INT", "HUP", "TERM", "KILL"])
-def test_signals_leave_no_capture_behind(sig, tmp_path):
-    """Every way out restores the terminal, leaves no dumpcap, keeps the -w file readable by
-    capinfos (but SIGKILL, which nothing can catch), and writes nothing anywhere else: the
-    working directory, TMPDIR and HOME stay empty."""
+# when the signal comes: "start" as soon as the process exists (Python starting, or tcpwatch
+# before its event loop runs), "worker" as soon as the dashboard has started its capture
+# process (the UI thread inside on_mount), "running" once the client's row is on screen, "busy"
+# likewise under a stream of new connections (the UI thread mostly inside its tasks, applying
+# snapshots: where a KeyboardInterrupt raised by a signal handler used to land and hang it)
+@pytest.mark.parametrize("sig,moment", [
+    ("q", "running"), ("INT", "running"), ("KILL", "running"),
+    ("HUP", "start"), ("HUP", "worker"), ("HUP", "busy"),
+    ("TERM", "start"), ("TERM", "worker"), ("TERM", "busy")])
+def test_signals_leave_no_capture_behind(sig, moment, tmp_path):
+    """Every way out, at any moment, restores the terminal, leaves no process behind (the
+    dashboard, its worker, dumpcap), keeps the -w file readable by capinfos (but SIGKILL,
+    which nothing can catch), prints the totals once a capture ran, and writes nothing
+    anywhere else: the working directory, TMPDIR and HOME stay empty."""
     port = free_port()
     session = f"tw-{uuid.uuid4().hex[:8]}"
+    mark = session
     marker = f"tcp port {port}"
     quiet = tmp_path / "quiet"  # cwd, TMPDIR and HOME of tcpwatch
     quiet.mkdir()
@@ -142,52 +191,97 @@ def test_signals_leave_no_capture_behind(sig, tmp_path):
     try:
         subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", "160", "-y", "40"],
                        check=True)
-        keys(session, f"cd {quiet} && TMPDIR={quiet} HOME={quiet} PYTHONPATH={ROOT} "
-                      f"PYTHONDONTWRITEBYTECODE=1 {sys.executable} -m tcpwatch -i lo "
-                      f"-f '{marker}' -w {saved}; echo TCPWATCH_EXIT=$?", "Enter")
-        wait_for(session, "flows", 20)
-        assert capture_procs(port), "dumpcap should be running"
-        procs.append(subprocess.Popen([sys.executable, "-c", CLIENT, str(port), "3"]))
-        wait_for(session, f"127.0.0.1:{port}", 20)
-        me = subprocess.run(["pgrep", "-f", f"tcpwatch -i lo -f {marker}"],
-                            capture_output=True, text=True).stdout.split()
-        assert me
+        keys(session, f"cd {quiet} && TCPWATCH_TEST_RUN={mark} TMPDIR={quiet} HOME={quiet} "
+                      f"PYTHONPATH={ROOT} PYTHONDONTWRITEBYTECODE=1 {sys.executable} -m "
+                      f"tcpwatch -i lo -f '{marker}' -w {saved}; echo TCPWATCH_EXIT=$?",
+                      "Enter")
+
+        def ui() -> int | None:
+            return next((pid for pid, cmd in marked(mark).items()
+                         if "-m tcpwatch -i lo" in cmd), None)
+        if moment == "start":
+            me = wait_until(ui, 20, step=0.005)
+        elif moment == "worker":
+            wait_until(lambda: any("tcpwatch.worker" in c for c in marked(mark).values()), 30,
+                       step=0.005)
+            me = ui()
+        else:
+            wait_for(session, "flows", 30)
+            assert capture_procs(port), "dumpcap should be running"
+            client = HAMMER if moment == "busy" else CLIENT
+            procs.append(subprocess.Popen([sys.executable, "-c", client, str(port), "30"]))
+            wait_for(session, f"127.0.0.1:{port}", 20)
+            if moment == "busy":  # connections keep coming: the table changes all the time
+                wait_until(lambda: (m := re.search(r"flows \d+ active / ([\d,]+)",
+                                                   pane(session)))
+                           and int(m.group(1).replace(",", "")) >= 100, 30)
+            me = ui()
+        assert me, marked(mark)
         if sig == "q":
             keys(session, "q")
         else:
-            subprocess.run(["kill", f"-{sig}", *me], check=True)
-        end = time.time() + 15
-        while time.time() < end and not re.search(r"TCPWATCH_EXIT=\d", pane(session)):
-            time.sleep(0.2)
-        code = re.search(r"TCPWATCH_EXIT=(\d+)", pane(session))
-        assert code, pane(session)
-        if sig != "KILL":
-            # q quits; Textual turns SIGINT into a quit (0); HUP/TERM end like Ctrl+C (130)
-            assert code.group(1) in {"q": ("0",), "INT": ("0", "130")}.get(sig, ("130",))
-        for _ in range(40):  # SIGKILL: the kernel's parent-death signal stops dumpcap
-            if not capture_procs(port):
-                break
-            time.sleep(0.1)
+            os.kill(me, getattr(signal, f"SIG{sig}"))
+        code = wait_until(lambda: re.search(r"TCPWATCH_EXIT=(\d+)", pane(session)), 20,
+                          step=0.2)
+        screen = pane(session)
+        # INT/HUP/TERM quit as q does, and say so: 130, as after Ctrl+C
+        expect = {"q": {"0"}, "KILL": {str(128 + 9)}}.get(sig, {"130"})
+        if moment == "start":  # or before Python ran tcpwatch's code: the default action
+            expect = expect | {str(128 + getattr(signal, f"SIG{sig}"))}
+        assert code.group(1) in expect, screen
+        # nothing of this run is left: no dashboard, no worker, no dumpcap (after SIGKILL
+        # the kernel's parent-death signal ends the worker, which reaps dumpcap)
+        if sig == "KILL":
+            wait_until(lambda: not marked(mark), 20)
+        assert not marked(mark), marked(mark)
         assert not capture_procs(port), "a capture process survived"
         assert list(quiet.iterdir()) == [], "tcpwatch wrote outside the paths it was given"
-        if sig != "KILL":
+        n = None
+        if sig != "KILL" and (moment in ("running", "busy") or saved.exists()):
             info = subprocess.run(["capinfos", "-c", "-M", str(saved)], capture_output=True,
                                   text=True)
             assert info.returncode == 0, info.stderr
             n = int(re.search(r"Number of packets:\s+(\d+)", info.stdout).group(1))
-            assert n > 0
-        if sig == "q":  # the totals once the screen is gone, as tcpdump prints them: every
-            # packet dumpcap wrote (the -w copy) was read, and dumpcap's own drop counter
-            said = re.search(r"tcpwatch: ([\d,]+) packets captured on lo; dropped (\d+) by "
-                             r"the capture \(kernel, dumpcap\) and (\d+) by tcpwatch",
-                             pane(session))
-            assert said, pane(session)
+            assert n > 0 or moment == "worker"
+        # the totals once the screen is gone, as tcpdump prints them, whenever a capture ran
+        said = re.search(r"tcpwatch: ([\d,]+) packets captured on lo; dropped (\d+) by "
+                         r"the capture \(kernel, dumpcap\) and (\d+) by tcpwatch", screen)
+        if sig != "KILL" and moment != "start":
+            assert said, screen
+        if sig == "q":  # every packet dumpcap wrote (the -w copy) was read, none dropped
             assert int(said.group(1).replace(",", "")) == n
             assert said.group(2) == said.group(3) == "0"
+        assert "Traceback" not in screen, screen
     finally:
         for p in procs:
             p.kill()
             p.wait()
         subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
-        for line in capture_procs(port):
-            subprocess.run(["kill", line.split()[0]], capture_output=True)
+        for pid in marked(mark):  # never leave a process behind, even on failure
+            subprocess.run(["kill", "-KILL", str(pid)], capture_output=True)
+
+
+def test_closing_the_terminal_leaves_nothing_behind():
+    """The terminal goes away (its tmux session killed: SIGHUP to the dashboard) while the
+    table is busy: the dashboard, its worker and dumpcap all end."""
+    port = free_port()
+    session = f"tw-{uuid.uuid4().hex[:8]}"
+    procs = [subprocess.Popen([sys.executable, "-c", SERVER, str(port)])]
+    try:
+        subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", "160", "-y", "40"],
+                       check=True)
+        keys(session, f"cd {ROOT} && TCPWATCH_TEST_RUN={session} {sys.executable} -m tcpwatch "
+                      f"-i lo -f 'tcp port {port}'", "Enter")
+        wait_for(session, "flows", 30)
+        procs.append(subprocess.Popen([sys.executable, "-c", HAMMER, str(port), "30"]))
+        wait_for(session, f"127.0.0.1:{port}", 20)
+        assert len(marked(session)) == 3, marked(session)  # the UI, its worker, dumpcap
+        subprocess.run(["tmux", "kill-session", "-t", session], check=True)
+        wait_until(lambda: not marked(session), 20)
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()
+        subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
+        for pid in marked(session):
+            subprocess.run(["kill", "-KILL", str(pid)], capture_output=True)

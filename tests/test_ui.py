@@ -5,18 +5,19 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 
 import psutil
 import pytest
 from builders import client_hello, ether, ipv4, pcap_file, tcp_header
-from conftest import NEED_SHARED, NEED_TSHARK, tree_labels
+from conftest import NEED_SHARED, NEED_TSHARK, pilot_until, tree_labels
 from oracle import SHARED
 from rich.text import Text
 from textual.widgets import DataTable, Input, Tree
 
 from tcpwatch.capture.record import ACK, PSH, SYN
 from tcpwatch.capture.session import Capture
-from tcpwatch.cli import demo_capture
+from tcpwatch.cli import ExitSignals, demo_capture
 from tcpwatch.monitor import Monitor
 from tcpwatch.ui.app import MainScreen, TcpwatchApp
 from tcpwatch.ui.flow_screen import FlowScreen
@@ -31,21 +32,25 @@ def make_app(path: str) -> TcpwatchApp:
 
 async def loaded(app: TcpwatchApp, pilot) -> None:
     """Wait until the file is read and its last snapshot is on screen (no sleeps to guess)."""
-    for _ in range(300):
-        if app.caught_up:
-            return
-        await pilot.pause(0.05)
-    raise AssertionError("capture never finished loading")
+    await pilot_until(pilot, lambda: app.caught_up, 60)
 
 
-async def settle(app: TcpwatchApp, pilot) -> None:
-    """After a view change: wait for a snapshot built with the app's current view."""
-    for _ in range(200):
+async def settle(app: TcpwatchApp, pilot):
+    """After a view change: wait until a snapshot built with the app's current view has been
+    applied (also while paused: the header and status follow it, the rows do not); returns
+    that snapshot."""
+    def applied():
         s = app.monitor.latest
-        if s is not None and s.view == app.monitor.view and app._applied == s.seq:
-            return
-        await pilot.pause(0.05)
-    raise AssertionError("view change never applied")
+        return s if s is not None and s.view == app.monitor.view and app._applied == s.seq \
+            else None
+    return await pilot_until(pilot, applied, 30)
+
+
+async def drilled(app: TcpwatchApp, pilot) -> FlowScreen:
+    """The drill-down once it has shown its connection's detail."""
+    await pilot_until(pilot, lambda: isinstance(app.screen, FlowScreen)
+                      and app.screen.version >= 0)
+    return app.screen
 
 
 def table_ids(app: TcpwatchApp) -> list[int]:
@@ -92,19 +97,34 @@ def test_demo_drill_down_plots_events_and_back():
             assert table_ids(app) == [9]
             await pilot.press("enter")
             assert isinstance(app.screen, FlowScreen)
-            for _ in range(100):
-                if app.screen.version >= 0:
-                    break
-                await pilot.pause(0.05)
-            ov = str(app.screen.query_one("#ov").render())
+            screen = await drilled(app, pilot)
+            ov = str(screen.query_one("#ov").render())
             assert "Handshake" in ov and "window scale" in ov and "zero windows 1" in ov
             await pilot.press("e")
             ev = app.screen.query_one("#ev", DataTable)
             kinds = " ".join(str(ev.get_row_at(i)[3]) for i in range(ev.row_count))
             assert "zero_window" in kinds and "syn" in kinds and "fin" in kinds
             await pilot.press("g")
+            # what the plot of the stalled direction shows: the window the client advertised
+            # against the server's bytes in flight, point for point, down to the zero window
+            d = app.monitor.latest.detail
+            assert d.id == 9
             plot = app.screen.query_one("#p_win_s")
-            assert plot.plt is not None
+            shown = plot.plt._active.monitor  # plotext's own record of what it plots
+            assert shown.label == ["advertised window", "in flight"]
+            assert shown.x[0] == [p[0] for p in d.window[0]]
+            assert shown.y[0] == [p[1] / 1024 for p in d.window[0]] == [4, 2, 0, 4]  # KiB
+            assert shown.x[1] == [p[0] for p in d.flight[1]] and len(shown.x[1]) > 100
+            assert shown.y[1] == [p[1] / 1024 for p in d.flight[1]]
+            # the window stays at zero ~1.45 s, and the server never has more in flight than
+            # the client's largest window
+            zero = shown.y[0].index(0)
+            assert 1.4 < shown.x[0][zero + 1] - shown.x[0][zero] < 1.5
+            assert 0 < max(shown.y[1]) <= max(shown.y[0])
+            text = plot.plt.uncolorize(plot.plt.build())  # and on screen, the same words
+            assert "server → client: receiver's window vs bytes in flight" in text
+            assert "advertised window" in text and "in flight" in text
+            assert "no samples" not in text
             await pilot.press("escape")
             assert isinstance(app.screen, MainScreen)
             assert app.monitor.focus is None
@@ -137,9 +157,53 @@ def test_help_explains_every_column_and_badge():
                 assert want in titles
             await pilot.press("slash")
             await pilot.press("ctrl+c")  # quits, like q, even from the filter box
-            await pilot.pause(0.1)
+            await pilot_until(pilot, lambda: app.return_code is not None)
         assert app.return_code == 0 and not app.is_running
     asyncio.run(run())
+
+
+@pytest.fixture
+def own_signals():
+    """The handlers of SIGINT, SIGTERM and SIGHUP as they were, put back after the test."""
+    saved = {sig: signal.getsignal(sig) for sig in ExitSignals.SIGNALS}
+    yield
+    for sig, handler in saved.items():
+        signal.signal(sig, handler)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP, signal.SIGINT])
+def test_a_signal_is_delivered_by_the_event_loop_and_quits_like_q(sig, own_signals):
+    """The dashboard's signals come through the event loop (never as an exception raised in
+    whatever runs): the app quits by its normal path, which stops the monitor."""
+    signals = ExitSignals().install()
+    mon = Monitor(Capture("fast", file=demo_capture()))
+
+    async def run():
+        app = TcpwatchApp(mon, signals=signals)
+        async with app.run_test(size=(150, 40)) as pilot:
+            await loaded(app, pilot)
+            # the loop's own handler (asyncio writes the signal to its wakeup pipe)
+            assert signal.getsignal(sig) not in (signal.SIG_DFL, signals.note,
+                                                 signal.default_int_handler)
+            os.kill(os.getpid(), sig)
+            await pilot_until(pilot, lambda: app.return_code is not None)
+        assert not app.is_running
+    asyncio.run(run())
+    assert signals.received == sig
+    assert mon._thread is None and mon.capture._thread is None  # stopped, by on_unmount
+
+
+def test_a_signal_before_the_event_loop_quits_before_anything_starts(own_signals):
+    """Noted until the loop runs; then the app quits at once: the screen never changes and
+    the capture never starts."""
+    signals = ExitSignals().install()
+    os.kill(os.getpid(), signal.SIGTERM)  # noted, not raised
+    assert signals.received == signal.SIGTERM
+    mon = Monitor(Capture("fast", file=demo_capture()))
+    app = TcpwatchApp(mon, signals=signals)
+    asyncio.run(asyncio.wait_for(app.run_async(headless=True), 30))
+    assert not app.is_running and app.applied_snapshots == 0
+    assert mon.capture.started == 0.0 and mon.latest is None  # never started
 
 
 def test_every_binding_is_described():
@@ -189,12 +253,16 @@ def test_pilot_sort_filter_problems_drill_dissect_quit():
             await settle(app, pilot)
             assert {r.id for r in app.monitor.latest.rows} == {
                 r.id for r in s.rows if port in (r.cport, r.sport)}
-            # pause: the table stops moving, the header does not
+            # pause: the table stops moving, the header does not. First a snapshot for the
+            # new view must have been applied (else "unchanged" proves nothing), one that
+            # would change the table
             await pilot.press("space")
             assert app.paused
             before = table_ids(app)
             app.set_view(filter="")
-            await pilot.pause(0.6)
+            s_all = await settle(app, pilot)
+            assert len(s_all.rows) == 500 != len(before)
+            assert "PAUSED" in str(app.screen.query_one("#status").render())
             assert table_ids(app) == before
             await pilot.press("space")
             await settle(app, pilot)
@@ -211,17 +279,13 @@ def test_pilot_sort_filter_problems_drill_dissect_quit():
             assert isinstance(app.screen, FlowScreen) and app.screen.fid == chosen
             await pilot.press("k")
             pk = app.screen.query_one("#pkts", DataTable)
-            for _ in range(100):
-                if pk.row_count:
-                    break
-                await pilot.pause(0.05)
-            assert pk.row_count > 3
+            await pilot_until(pilot, lambda: pk.row_count > 3)
             pk.focus()
             pk.move_cursor(row=2)
             frame = int(pk.coordinate_to_cell_key((2, 0)).row_key.value)
             await pilot.press("enter")
             await app.workers.wait_for_complete()
-            await pilot.pause(0.1)
+            await pilot_until(pilot, lambda: app.screen.dissected == frame)
             tree = app.screen.query_one("#dissection", Tree)
             text = "\n".join(str(lb) for lb in tree_labels(tree.root))
             assert f"Frame Number: {frame}" in text
@@ -279,20 +343,18 @@ def test_hostile_http_path_and_sni_are_shown_inert(tmp_path):
             seen = []
             for fid in (0, 1):
                 app.open_flow(fid)
-                await pilot.pause(0.2)
-                for _ in range(100):
-                    if app.screen.version >= 0:
-                        break
-                    await pilot.pause(0.05)
+                await drilled(app, pilot)
+                assert app.screen.fid == fid
                 await pilot.press("k")
                 pk = app.screen.query_one("#pkts", DataTable)
                 info = pk.get_cell(str(4 + 4 * fid), "info")
                 assert isinstance(info, Text)
                 seen.append(info.plain)
                 pk.move_cursor(row=3)
+                frame = int(pk.coordinate_to_cell_key((3, 0)).row_key.value)
                 await pilot.press("enter")
                 await app.workers.wait_for_complete()
-                await pilot.pause(0.1)
+                await pilot_until(pilot, lambda f=frame: app.screen.dissected == f)
                 tree = app.screen.query_one("#dissection", Tree)
                 labels = tree_labels(tree.root)
                 assert all(isinstance(lb, Text) for lb in labels)
@@ -333,8 +395,7 @@ def test_filter_box_accepts_markup_and_escapes_without_harm():
         async with app.run_test(size=(150, 40)) as pilot:
             await loaded(app, pilot)
             app.screen.query_one("#filter", Input).value = "[bold]x\x1b[2J"
-            await pilot.pause(0.1)
-            assert app.monitor.view.filter == "[bold]x\x1b[2J"
+            await pilot_until(pilot, lambda: app.monitor.view.filter == "[bold]x\x1b[2J")
             await settle(app, pilot)
             status = app.screen.query_one("#status").render()
             assert "[bold]x\\x1b[2J" in str(status)

@@ -6,12 +6,13 @@ capture whose analysis falls behind lets batches go and counts them, it never wa
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import threading
-import time
 
 import pytest
+from conftest import capturing
 from conftest import wait_until as wait
 
 from tcpwatch.capture.record import PacketRecord
@@ -75,6 +76,22 @@ def test_child_ends_when_the_ui_process_goes_away():
     assert proc.returncode is not None
 
 
+def test_sigterm_ends_the_child_by_its_own_path():
+    """SIGTERM (the parent-death signal when the UI is killed outright, or reap()) ends the
+    child as "stop" does: the monitor stopped, a last snapshot, "ended", exit status 0."""
+    demo = demo_capture()
+    rm = RemoteMonitor(dict(engine="fast", file=demo), mode="file", procmap=False, saved=demo)
+    rm.start()
+    try:
+        wait(lambda: rm.latest is not None)
+        os.kill(rm._proc.pid, signal.SIGTERM)
+        assert rm._ended.wait(15), "the child never said it ended"
+        assert rm._proc.wait(15) == 0
+        assert rm.latest.done and rm.failed is None
+    finally:
+        rm.stop()
+
+
 @pytest.mark.skipif(os.geteuid() != 0, reason="live capture needs root here")
 def test_remote_live_capture_serves_raw_frames_and_reaps_dumpcap():
     with socket.socket() as s:
@@ -88,7 +105,7 @@ def test_remote_live_capture_serves_raw_frames_and_reaps_dumpcap():
     rm.start()
     try:
         wait(lambda: rm.latest is not None)
-        time.sleep(0.5)
+        wait(lambda: capturing(marker), 30)  # the child's dumpcap sees packets from now on
 
         def serve():
             c, _ = srv.accept()
@@ -116,6 +133,18 @@ def test_remote_live_capture_serves_raw_frames_and_reaps_dumpcap():
         srv.close()
     out = subprocess.run(["pgrep", "-f", marker], capture_output=True, text=True).stdout
     assert out.strip() == "", "dumpcap outlived the dashboard"
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="live capture needs root here")
+def test_a_live_capture_stopped_at_once_is_no_error():
+    """Quit (or a signal) right after the start: dumpcap is stopped before it wrote its
+    header, which is the stop asked for, not "dumpcap exited with an error"."""
+    for _ in range(3):
+        m = Monitor(Capture("fast", iface="lo", bpf="tcp port 1"), mode="live")
+        m.start()
+        m.stop()
+        s = m.final_snapshot()
+        assert s.error is None and s.done
 
 
 def test_live_hand_over_never_waits_and_counts_what_it_let_go():

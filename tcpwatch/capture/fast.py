@@ -214,6 +214,8 @@ class LiveDumpcap:
                 yield from iter_batches(stream, stats, f"dumpcap -i {self.iface}", None,
                                         self.raw, limit)
             except UserError:
+                if stop.is_set():  # stopped (quit, a signal) before dumpcap wrote its header:
+                    return  # nothing was captured, and nothing went wrong
                 # dumpcap died before it wrote a header: its stderr says why
                 self.proc.wait(timeout=5)
                 err = self.proc.stderr.read().decode(errors="replace")

@@ -1,12 +1,15 @@
 """The dashboard: a header, a filter box, the flow table and the footer. A timer polls the
 monitor's latest snapshot (at twice its publishing rate) and applies it by row key inside
-batch_update; the cursor stays on the same connection across updates."""
+batch_update; the cursor stays on the same connection across updates. SIGINT, SIGTERM and
+SIGHUP are delivered by the event loop (loop.add_signal_handler) and quit as `q` does."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 from collections.abc import Iterable
+from typing import Protocol
 
 from rich.text import Text
 from textual.app import App, ComposeResult, SystemCommand
@@ -23,6 +26,13 @@ SORTABLE = [c[0] for c in COLUMNS]
 UI_CHECK_S = 0.02  # s between looks for a new snapshot (one attribute read when none)
 REBUILD_ROWS = 40  # rows coming and going past which the table is rebuilt, not edited
 SEV_STYLE = {ERROR: "bold red", WARN: "yellow"}
+
+
+class Signals(Protocol):
+    """The command line's signals that end the dashboard (cli.ExitSignals)."""
+
+    handled: tuple[int, ...]  # the signals to deliver through the event loop
+    received: int | None  # the one that came, if any (before the loop ran, too)
 
 
 def badge_text(badges: tuple[str, ...], dim: bool = False) -> Text:
@@ -292,9 +302,11 @@ class TcpwatchApp(App):
         Binding("question_mark", "help", "Help", show=False),
     ]
 
-    def __init__(self, monitor: Monitor, start: bool = True) -> None:
+    def __init__(self, monitor: Monitor, start: bool = True,
+                 signals: Signals | None = None) -> None:
         super().__init__()
         self.monitor = monitor
+        self.signals = signals  # the command line's SIGINT/SIGTERM/SIGHUP: quit on one
         self.paused = False
         self.row_cache: dict[str, tuple] = {}  # row key -> (FlowRow, age s, cells)
         self.row_order: list[str] = []
@@ -310,9 +322,28 @@ class TcpwatchApp(App):
         s = self.monitor.latest
         return s is not None and s.done and self._applied == s.seq
 
+    def on_load(self) -> None:
+        """Before the screen changes: from now on the event loop delivers the signals that
+        end the dashboard, between two of its callbacks, never inside one."""
+        if self.signals is None:
+            return
+        loop = asyncio.get_running_loop()
+        for sig in self.signals.handled:
+            loop.add_signal_handler(sig, self.quit_on_signal, sig)
+        if self.signals.received is not None:  # it came before the loop ran
+            self.quit_on_signal(self.signals.received)
+
+    def quit_on_signal(self, signum: int) -> None:
+        """As `q`: the app ends, on_unmount stops the capture (the worker reaps dumpcap or
+        tshark), and the command line prints the totals."""
+        if self.signals is not None:
+            self.signals.received = signum
+        self.exit()
+
     def on_mount(self) -> None:
         self.push_screen(MainScreen())
-        if self._start:
+        quitting = self.signals is not None and self.signals.received is not None
+        if self._start and not quitting:
             self.monitor.start()
         # the monitor publishes SNAPSHOT_HZ snapshots a second (more when poked by a key);
         # checking for a new one is one attribute read, so look often: keys feel immediate
