@@ -20,7 +20,7 @@ from .analysis.badges import BADGES, SEVERITY_ORDER, flow_badges
 from .analysis.flow import Flow
 from .analysis.live import LiveFeed
 from .analysis.peek import describe
-from .analysis.summary import flow_summary
+from .analysis.summary import flow_resent, flow_srtt, flow_summary
 from .analysis.table import HALF_OPEN_FOLD, HALF_OPEN_STATE, MAX_FLOWS, FlowTable
 from .capture.record import FLAG_LETTERS, PacketRecord, fmt_addr
 from .capture.session import Capture
@@ -64,11 +64,11 @@ class FlowRow:
     start: float  # capture time, epoch seconds
     last: float
     irtt: float | None  # handshake RTT (tshark's tcp.analysis.initial_rtt)
-    srtt: float | None  # RFC 6298 SRTT of the direction that carried more data
+    srtt: float | None  # the path's SRTT (analysis.summary.flow_srtt)
     up: int  # payload bytes client -> server, retransmissions excluded
     down: int  # payload bytes server -> client
     rate: float  # payload+header bytes/s over the last second, both ways (rate.py)
-    retx: int  # retransmitted segments, both ways (summary.py "retransmissions.total")
+    retx: int  # segments sent again, handshake included (analysis.summary.flow_resent)
     zwin: float  # seconds either side advertised a zero window
     badges: tuple[str, ...]
     packets: int
@@ -344,10 +344,8 @@ class Monitor:
         proc, side = (cp, "client") if cp is not None and cp.known else (
             (sp, "server") if sp is not None and sp.known else (cp or sp, "client" if cp
                                                                  else "server" if sp else ""))
-        main = c2s if c2s.unique_payload >= s2c.unique_payload else s2c
         rb = self._rates.get(fl.id)
         rate = rb[0].now(now)[0] + rb[1].now(now)[0] if rb is not None else 0.0
-        cc, sc = c2s.counts, s2c.counts
         names = self._names.get(fl.id)
         if names is None:
             (ca, cport), (sa, sport) = fl.client, fl.server
@@ -358,12 +356,11 @@ class Monitor:
             id=fl.id, client=names[0], server=names[1], caddr=names[2], cport=names[3],
             saddr=names[4], sport=names[5],
             proc=proc, proc_side=side,
-            state=fl.life.conn_state(c2s.unique_payload, s2c.unique_payload),
+            state=fl.life.conn_state(),
             closed=fl.closed, start=fl.first_ts / 1e9, last=fl.last_ts / 1e9,
-            irtt=None if irtt is None else irtt / 1e9, srtt=main.rtt.srtt,
+            irtt=None if irtt is None else irtt / 1e9, srtt=flow_srtt(fl),
             up=c2s.unique_payload, down=s2c.unique_payload, rate=rate,
-            retx=cc["retransmission"] + cc["ooo_resent"] + sc["retransmission"]
-            + sc["ooo_resent"],
+            retx=flow_resent(fl),
             zwin=(c2s.zero_window_time(fl.last_ts) + s2c.zero_window_time(fl.last_ts)) / 1e9,
             badges=flow_badges(fl), packets=c2s.packets + s2c.packets)
 

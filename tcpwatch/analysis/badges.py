@@ -31,6 +31,17 @@ BADGES: dict[str, tuple[str, str, str]] = {
             "Data was resent only after the sender's timer ran out (RFC 6298 5): no duplicate "
             "ACKs told it earlier. The connection sat idle for at least one RTO (200 ms on "
             "Linux, 1 s by the RFC) and the congestion window restarts from one segment."),
+    "TLP": (WARN, "tail loss probe",
+            "The last segment of a burst was lost; with no later segment to trigger duplicate "
+            "ACKs, the sender probed after about two round trips (RFC 8985 7) - a short "
+            "stall instead of a full retransmission timeout."),
+    "SPUR": (INFO, "spurious retransmission",
+             "A resend was not needed: the original had arrived (D-SACK RFC 2883, timestamps "
+             "RFC 3522). Nothing was lost; a timeout or reordering fooled the sender, which "
+             "then cut its congestion window for nothing."),
+    "OOO": (INFO, "reordering",
+            "Segments arrived after segments sent later (timestamps and timing prove they were "
+            "originals, not resends): the path reorders. Nothing was lost."),
     "RETX": (WARN, "retransmissions",
              "Segments were lost and resent after duplicate ACKs or SACK (fast retransmit, "
              "RFC 5681 3.2, RFC 2018): costs about one RTT each and halves the sending rate."),

@@ -14,7 +14,10 @@ from .exchange import breakdown
 SYN_RETRANSMITTED: Final = "syn_retransmitted"  # [SYN+] RFC 6298 2.1: initial RTO 1 s
 CONNECTION_REFUSED: Final = "connection_refused"  # [REJ] RFC 9293 3.10.7.1: RST to a SYN
 RTO_STALL: Final = "rto_stall"  # [RTO] RFC 6298 5: the retransmission timer expired
+TAIL_LOSS_PROBE: Final = "tail_loss_probe"  # [TLP] RFC 8985 7: a probe repaired a tail loss
 FAST_RETRANSMIT: Final = "fast_retransmit"  # [RETX] RFC 5681 3.2 / RFC 6675 loss recovery
+SPURIOUS_RETRANSMISSION: Final = "spurious_retransmission"  # [SPUR] RFC 3708, RFC 3522
+REORDERING: Final = "reordering"  # [OOO] RFC 4737: segments delivered out of order
 ZERO_WINDOW: Final = "zero_window"  # [ZWIN] RFC 9293 3.8.6: the receiver stopped reading
 WINDOW_BOUND: Final = "window_bound"  # [WNDB] RFC 7323 2: in flight pinned at the peer's window
 NAGLE_DELAYED_ACK: Final = "nagle_delayed_ack"  # [NAGLE] RFC 896 + RFC 1122 4.2.3.2
@@ -26,15 +29,19 @@ RST_MIDSTREAM: Final = "rst_midstream"  # [RST] RFC 9293 3.5.2: aborted after da
 HALF_OPEN: Final = "half_open"  # [HALF] RFC 9293 3.5.2: one side sends into the void
 
 BADGE: Final = {SYN_RETRANSMITTED: "SYN+", CONNECTION_REFUSED: "REJ", RTO_STALL: "RTO",
-         FAST_RETRANSMIT: "RETX", ZERO_WINDOW: "ZWIN", WINDOW_BOUND: "WNDB",
+         TAIL_LOSS_PROBE: "TLP", FAST_RETRANSMIT: "RETX", SPURIOUS_RETRANSMISSION: "SPUR",
+         REORDERING: "OOO", ZERO_WINDOW: "ZWIN", WINDOW_BOUND: "WNDB",
          NAGLE_DELAYED_ACK: "NAGLE", SLOW_START: "SS", CONNECTION_CHURN: "CHURN",
          SERVER_THINK: "THINK", HIGH_RETRANSMISSION: "LOSS", RST_MIDSTREAM: "RST",
          HALF_OPEN: "HALF"}
 
 THINK_MIN_S: Final = 0.1  # server think time worth reporting
+# a zero window shorter than this held nothing up (a reader a moment behind a loopback sender)
+ZERO_WINDOW_MIN_NS: Final = 1_000_000
 THINK_SHARE: Final = 0.5  # ... and at least this share of the exchange
-LOSS_RATE: Final = 0.02  # retransmitted / data segments
+LOSS_RATE: Final = 0.02  # resends that were needed / segments
 LOSS_MIN: Final = 3
+SPURIOUS_TLP_MIN: Final = 3  # spurious probes cost a segment each: worth a word when they recur
 WINDOW_FULL_MIN: Final = 3  # window-full marks before calling a transfer window-bound
 SLOW_START_ROUNDS: Final = 3  # response transfer of at least this many RTTs
 INITIAL_WINDOW: Final = 10  # segments (RFC 6928)
@@ -53,6 +60,7 @@ class Finding:
     advice: str = ""
     exchange: int | None = None
     flows: list = field(default_factory=list)  # capture-wide findings: the connections
+    side: str = ""  # the side whose behaviour it is ("client" | "server"), where it matters
 
     def __post_init__(self) -> None:
         # time lost is a difference of packet timestamps: a capture whose clock steps back
@@ -63,11 +71,26 @@ class Finding:
         return {"kind": self.kind, "badge": BADGE[self.kind], "severity": self.severity,
                 "lost": self.lost, "flow": self.flow, "exchange": self.exchange,
                 "evidence": [{"frame": f, "time": t} for f, t in self.evidence],
-                "flows": self.flows, "explain": self.explain, "advice": self.advice}
+                "flows": self.flows, "side": self.side or None, "explain": self.explain,
+                "advice": self.advice}
 
 
-def _ev(flow, kinds: int, limit: int = 10) -> list:
-    return [(num, ts / 1e9) for ts, num, _d, m in flow.events if m & kinds][:limit]
+def _ev(flow, kinds: int, limit: int = 10, without: int = 0) -> list:
+    return [(num, ts / 1e9) for ts, num, _d, m in flow.events
+            if m & kinds and not m & without][:limit]
+
+
+def needed(d) -> tuple[int, int, int]:
+    """Resends of one direction that were not spurious: (rto, tlp, fast). One definition, for
+    the diagnosis, the summary and the table."""
+    c = d.counts
+    return (c["resent_rto"] - c["spurious_rto"], c["resent_tlp"] - c["spurious_tlp"],
+            c["resent_fast"] - c["spurious_fast"])
+
+
+def _sides(flow, counts: tuple) -> str:
+    names = [n for n, k in zip(("client", "server"), counts) if k]
+    return " and ".join(names)
 
 
 def diagnose_flow(flow) -> list[Finding]:
@@ -94,32 +117,87 @@ def diagnose_flow(flow) -> list[Finding]:
     for ex in exs.items:
         for k, v in ex.stalls.items():
             stalls[k] = stalls.get(k, 0) + v
-    # data retransmitted on the timer (a resent SYN is SYN_RETRANSMITTED's business)
-    rto = sum(1 for _ts, _n, _d, m in flow.events
-              if m & E.RTO_RETRANSMISSION and not m & E.SYN_SEEN)
-    if rto:
+    # resends that were needed (a spurious one is not a loss: retrans.py), by trigger
+    (rto_c, tlp_c, fast_c), (rto_s, tlp_s, fast_s) = needed(c2s), needed(s2c)
+    unconfirmed = sum(d.counts["resent"] - d.counts["resent_lost"] - d.counts["resent_spurious"]
+                      for d in flow.dirs)
+    unsure = (f" The capture cannot confirm {unconfirmed} of them (no timestamps or SACK to "
+              "tell whether the original had arrived)." if unconfirmed else "")
+    if rto_c + rto_s:
+        lost = (c2s.stall_rto + s2c.stall_rto) / 1e9
         out.append(Finding(
-            RTO_STALL, "error", stalls.get("rto", 0) / 1e9, fid,
-            [(n, ts / 1e9) for ts, n, _d, m in flow.events
-             if m & E.RTO_RETRANSMISSION and not m & E.SYN_SEEN][:10],
-            f"{rto} segment(s) were resent only after the retransmission timer expired: no "
-            "duplicate ACKs warned the sender (the loss was at the tail of a burst, or too "
-            "little data followed it). The connection sat silent for the whole RTO, and the "
-            "congestion window restarted from one segment.",
-            "Find the loss (interface drops, a congested link, a policer). Tail loss probes "
-            "(RACK-TLP, RFC 8985) shorten these waits on modern kernels."))
-    fast = (c2s.counts["fast_retransmission"] + s2c.counts["fast_retransmission"]
-            + c2s.counts["sack_recovery"] + s2c.counts["sack_recovery"])
-    if fast:
+            RTO_STALL, "error", lost, fid,
+            _ev(flow, E.RTO_RETRANSMISSION, without=E.SPURIOUS_RESEND),
+            f"{rto_c + rto_s} segment(s) sent by the {_sides(flow, (rto_c, rto_s))} were "
+            "resent only after the retransmission timer expired (RFC 6298 5): nothing told "
+            "the sender of the loss sooner - it was at the tail of a burst, or the probes and "
+            f"duplicate ACKs were lost too. The connection sat silent for {lost:.3f} s and the "
+            "congestion window restarted from one segment." + unsure,
+            "Find the loss (interface drops, a congested link, a policer): ip -s link, "
+            "ethtool -S, and the path's queues.", side=_sides(flow, (rto_c, rto_s))))
+    if tlp_c + tlp_s:
+        lost = (c2s.stall_tlp + s2c.stall_tlp) / 1e9
         out.append(Finding(
-            FAST_RETRANSMIT, "warn", stalls.get("fast", 0) / 1e9, fid,
-            _ev(flow, E.FAST_RETRANSMISSION | E.SACK_RECOVERY),
-            f"{fast} segment(s) were lost and recovered by fast retransmit: duplicate ACKs "
-            "or SACK told the sender at once. Each recovery costs about one round trip and "
-            "halves the sending rate (RFC 5681).",
-            "Some loss is normal; persistent loss means a congested or faulty path."))
+            TAIL_LOSS_PROBE, "warn", lost, fid,
+            _ev(flow, E.TLP_RESEND, without=E.SPURIOUS_RESEND),
+            f"{tlp_c + tlp_s} segment(s) lost at the end of a burst were resent as tail "
+            "loss probes (RFC 8985 7): no later segment could trigger duplicate ACKs, so the "
+            f"sender waited its probe timeout - {lost:.3f} s in all; about two round trips, "
+            "or up to the RTO when one segment was outstanding." + unsure,
+            "Some loss is normal; if it recurs, find where packets are dropped.",
+            side=_sides(flow, (tlp_c, tlp_s))))
+    if fast_c + fast_s:
+        out.append(Finding(
+            FAST_RETRANSMIT, "warn", (c2s.stall_fast + s2c.stall_fast) / 1e9, fid,
+            _ev(flow, E.FAST_RESEND, without=E.SPURIOUS_RESEND),
+            f"{fast_c + fast_s} segment(s) were lost and recovered by fast retransmit: "
+            "duplicate ACKs or SACK told the sender at once (RFC 5681 3.2, RFC 6675). Each "
+            "recovery costs about one round trip and halves the sending rate." + unsure,
+            "Some loss is normal; persistent loss means a congested or faulty path.",
+            side=_sides(flow, (fast_c, fast_s))))
+    sp = [(d.counts["spurious_rto"], d.counts["spurious_tlp"], d.counts["spurious_fast"])
+          for d in flow.dirs]
+    sp_rto, sp_tlp, sp_fast = (sp[0][i] + sp[1][i] for i in range(3))
+    if sp_rto or sp_fast or sp_tlp >= SPURIOUS_TLP_MIN:
+        how = ", ".join(f"{n} {w}" for n, w in ((sp_rto, "after a timeout"),
+                                                  (sp_tlp, "as tail loss probes"),
+                                                  (sp_fast, "as fast retransmits")) if n)
+        why = []
+        if sp_tlp:
+            why.append("the probe timeout (about two round trips) was shorter than the "
+                       "receiver's delayed ACK, so the sender probed data that had arrived")
+        if sp_rto:
+            why.append("ACKs came later than the retransmission timeout (a delay spike on "
+                       "the path, or the ACKs were lost), and the sender cut its congestion "
+                       "window to one segment for nothing")
+        if sp_fast:
+            why.append("the path reordered segments and the sender took the duplicate ACKs "
+                       "for a loss, halving its congestion window for nothing")
+        dsack = sum(d.counts["spurious_dsack"] for d in flow.dirs)
+        eifel = sum(d.counts["spurious_eifel"] for d in flow.dirs)
+        acked = sum(d.counts["spurious_acked"] for d in flow.dirs)
+        out.append(Finding(
+            SPURIOUS_RETRANSMISSION, "warn" if sp_rto or sp_fast else "info", 0.0, fid,
+            _ev(flow, E.SPURIOUS_RESEND | E.DSACK),
+            f"{sp_rto + sp_tlp + sp_fast} resend(s) were not needed ({how}): the original "
+            f"had arrived (D-SACK {dsack}, RFC 2883; timestamp echo {eifel}, RFC 3522; already "
+            f"acknowledged {acked}). Nothing was lost: " + "; ".join(why) + ".",
+            "Nothing to repair on the path's loss. For probes, the receiver's delayed ACK "
+            "(quick ACKs, TCP_QUICKACK) or the sender's minimum RTO (ip route ... rto_min) "
+            "set the race; for reordering, Linux adapts on its own (RACK, RFC 8985)."))
+    late = c2s.counts["late_original"] + s2c.counts["late_original"]
+    if late:
+        worst = max(c2s.late_max_ns, s2c.late_max_ns) / 1e9
+        out.append(Finding(
+            REORDERING, "info", 0.0, fid, _ev(flow, E.LATE_ORIGINAL),
+            f"{late} segment(s) arrived after segments sent later (up to {worst * 1e3:.1f} ms "
+            "late): the path reorders. Nothing was lost; the receiver sent duplicate ACKs, "
+            "and a sender whose loss detection does not tolerate reordering (three duplicate "
+            "ACKs, RFC 5681) would have resent them and halved its window.",
+            "Usually per-packet load balancing (ECMP, bonding) or a multi-queue device; "
+            "RACK (RFC 8985, Linux's default) tolerates it."))
     zw = c2s.zero_window_time(flow.last_ts) + s2c.zero_window_time(flow.last_ts)
-    if c2s.zw_events or s2c.zw_events:
+    if (c2s.zw_events or s2c.zw_events) and zw >= ZERO_WINDOW_MIN_NS:
         who = "client" if c2s.zw_events else "server"
         out.append(Finding(
             ZERO_WINDOW, "error", zw / 1e9, fid, _ev(flow, E.ZERO_WINDOW, 5),
@@ -147,32 +225,54 @@ def diagnose_flow(flow) -> list[Finding]:
                 "Enable window scaling on both ends (net.ipv4.tcp_window_scaling)."
                 if no_scale else "Raise the receiver's buffer (SO_RCVBUF / tcp_rmem) or "
                 "read faster."))
-    nagle = stalls.get("nagle", 0)
-    if nagle:
+    for d, side in ((0, "client"), (1, "server")):
+        nagle = exs.nagle_ns[d]
+        if not nagle:
+            continue
+        what = "request" if d == 0 else "response"
         frames = [(f, t / 1e9) for ex in exs.items
                   for f, t in ex.evidence.get("nagle", [])][:10]
         out.append(Finding(
             NAGLE_DELAYED_ACK, "warn", nagle / 1e9, fid, frames,
-            "The client wrote its request in pieces (write-write-read): Nagle's algorithm "
-            "held the second piece until the first was acknowledged, and the server delayed "
-            "that ACK (delayed ACK, up to 40-200 ms) waiting for more data.",
-            "Write the request in one call (buffer it), or set TCP_NODELAY on the client."))
-    life = flow.life
-    if life.rst_ts is not None and hs.rejected_ts is None and (c2s.payload or s2c.payload):
-        out.append(Finding(
-            RST_MIDSTREAM, "error", 0.0, fid, _ev(flow, E.RST_SEEN, 3),
-            "The connection was aborted with a RST after data flowed: a crash, a proxy or "
-            "load balancer timing out, or an application closing with unread data.",
-            "Check both applications' logs at that time, and idle timeouts of middleboxes."))
+            f"The {side} wrote its {what} in pieces: Nagle's algorithm (RFC 896) held the "
+            "next small piece until the first was acknowledged, and the "
+            f"{'server' if d == 0 else 'client'} delayed that ACK (RFC 1122 4.2.3.2: 40 ms "
+            f"and more) waiting for more data - {nagle / 1e6:.0f} ms lost in all.",
+            f"Set TCP_NODELAY on the {side}'s socket, or write each {what} in one call "
+            "(buffer the pieces).", side=side))
+    if flow.rst_dir >= 0 and hs.rejected_ts is None and (c2s.payload or s2c.payload) \
+            and not flow.rst_closing:
+        # a RST after a FIN is a close with data still arriving (TLS alerts, a late answer):
+        # nothing was cut. A client's RST cuts something only if a request was unanswered
+        # (it gave up waiting); a server's, whatever it was doing (RFC 9293 3.5.2)
+        by_server = flow.rst_dir == 1
+        if by_server or flow.rst_unanswered:
+            cur = exs.cur
+            waited = ""
+            if flow.rst_unanswered and cur is not None and cur.req_end is not None:
+                waited = (f" {(flow.life.rst_ts - cur.req_end) / 1e9:.3f} s after request "
+                          f"#{cur.index} was sent, unanswered")
+            out.append(Finding(
+                RST_MIDSTREAM, "error" if by_server else "warn", 0.0, fid,
+                _ev(flow, E.RST_SEEN, 3),
+                (f"The server aborted the connection with a RST{waited}: a crash, a "
+                 "restart, a proxy or load balancer timing out, or an application closing "
+                 "with unread data." if by_server else
+                 f"The client reset the connection{waited}: it gave up waiting (its "
+                 "timeout), or the request was cancelled."),
+                "Check both applications' logs at that time, and idle timeouts of "
+                "middleboxes." if by_server else "Compare the wait with the client's "
+                "timeout; if the server was slow, see its think time.",
+                side="server" if by_server else "client"))
     data_segs = max(1, c2s.packets + s2c.packets)  # every segment of the connection
-    retx = (c2s.counts["retransmission"] + s2c.counts["retransmission"]
-            + c2s.counts["ooo_resent"] + s2c.counts["ooo_resent"])
+    retx = sum(needed(c2s)) + sum(needed(s2c))
     if retx >= LOSS_MIN and retx / data_segs >= LOSS_RATE:
         out.append(Finding(
             HIGH_RETRANSMISSION, "warn", 0.0, fid,
-            _ev(flow, E.RETRANSMISSION | E.SACK_RECOVERY, 5),
+            _ev(flow, E.RESENT, 5, without=E.SPURIOUS_RESEND),
             f"{retx} of {data_segs} segments ({100 * retx / data_segs:.1f}%) were "
-            "retransmissions: the path is losing packets.",
+            "resends of lost data (spurious ones not counted): the path is losing packets."
+            + unsure,
             "Check interface errors and drops along the path (ip -s link, ethtool -S)."))
     half = _half_open(flow)
     if half is not None:
@@ -206,7 +306,7 @@ def _slow_start(ex, b: dict, flow) -> Finding | None:
     if not srtt or transfer is None or ex.index > 1:
         return None
     s2c, c2s = flow.dirs[1], flow.dirs[0]
-    if s2c.counts["retransmission"] + s2c.counts["ooo_resent"] or c2s.zw_events \
+    if sum(needed(s2c)) or c2s.zw_events \
             or ex.stalls["zero_window"]:
         return None  # loss recovery or a stalled reader shaped this transfer
     rounds = 1
@@ -232,7 +332,7 @@ def _half_open(flow) -> Finding | None:
         return None
     tail = list(flow.events)[-HALF_OPEN_RETRIES:]
     if len(tail) < HALF_OPEN_RETRIES or not all(
-            m & E.RTO_RETRANSMISSION for _ts, _n, _d, m in tail):
+            m & (E.RTO_RETRANSMISSION | E.TLP_RESEND) for _ts, _n, _d, m in tail):
         return None
     d = tail[-1][2]
     if any(dd != d for _ts, _n, dd, _m in tail) or flow.dirs[1 - d].last_ts > tail[0][0]:

@@ -4,14 +4,16 @@ observable turn-taking of request/response protocols). Labelled where apps.py re
 protocol. The TLS handshake's turns (RFC 8446 2, RFC 5246 7.3) are not exchanges: they are the
 first exchange's "tls" part.
 
-Stalls are recorded in the exchange they happen in:
-  rto         the silence before a retransmission sent after the timer ran out (RFC 6298 5)
+Stalls are recorded in the exchange they happen in (resends by flow.py, which takes the
+charge back when a resend proves spurious: it cost nothing):
+  rto         the silence before a resend sent when the timer ran out (RFC 6298 5)
+  tlp         the silence before a tail loss probe that repaired a loss (RFC 8985 7)
   fast        one SRTT per segment resent after duplicate ACKs/SACK (RFC 5681 3.2)
   zero_window the time the receiver advertised a zero window (RFC 9293 3.8.6)
   window_full the sender's wait after filling the receiver's window, until it could send again
-  nagle       a small segment held back until the peer's (delayed) ACK of the previous one
-              (RFC 896 Nagle, RFC 1122 4.2.3.2 delayed ACK): the whole hold, one RTT plus
-              the peer's delayed-ACK timer (without Nagle it would have left at once)
+  nagle       a small segment held back until the peer's delayed ACK of the previous one
+              (RFC 896 Nagle, RFC 1122 4.2.3.2 delayed ACK), on either side: the whole hold
+              (without Nagle it would have left at once)
 Pure: packet times only.
 """
 
@@ -26,6 +28,10 @@ from . import events as E
 EXCHANGES_MAX: Final = 1000  # per connection, oldest dropped first (bounded memory)
 # a held-back segment waits at least this long (delayed ACK >= 40 ms)
 NAGLE_GAP_NS: Final = 10_000_000
+# the ACK that releases it came this much later than the path explains: the receiver's
+# delayed-ACK timer (RFC 1122 4.2.3.2; 40 ms at least on Linux, 200 ms on Windows)
+DELAYED_ACK_MIN_NS: Final = 20_000_000
+STALL_KINDS: Final = ("rto", "tlp", "fast", "zero_window", "window_full", "nagle")
 
 
 class Exchange:
@@ -47,7 +53,7 @@ class Exchange:
         self.resp_end: int | None = None
         self.resp_first = self.resp_last = 0
         self.resp_bytes = 0
-        self.stalls = {"rto": 0, "fast": 0, "zero_window": 0, "window_full": 0, "nagle": 0}
+        self.stalls = {k: 0 for k in STALL_KINDS}
         self.evidence: dict[str, list[tuple[int, int]]] = {}  # cause -> [(frame, time ns)]
 
     def stall(self, kind: str, ns: int, frame: int, at: int = 0) -> None:
@@ -58,13 +64,22 @@ class Exchange:
         if len(ev) < 20:
             ev.append((frame, at))
 
+    def unstall(self, kind: str, ns: int, frame: int) -> None:
+        """Take back a charge (a resend that proved spurious cost nothing)."""
+        self.stalls[kind] = max(0, self.stalls[kind] - ns)
+        ev = self.evidence.get(kind)
+        if ev:
+            self.evidence[kind] = [x for x in ev if x[0] != frame]
+            if not self.evidence[kind]:
+                del self.evidence[kind]
+
 
 class Exchanges:
     """Fed by Flow.feed after its own trackers, with the new payload bytes of the segment."""
 
     __slots__ = ("items", "dropped", "cur", "last_data_dir", "last_ts", "last_num",
                  "tls", "tls_turns", "tls_done_ts", "tls_done_num", "zw_since", "wf_since",
-                 "small_pending", "last_pure_ack", "count", "proto")
+                 "small_pending", "last_pure_ack", "count", "proto", "nagle_ns", "max_seg")
 
     def __init__(self) -> None:
         self.items: list[Exchange] = []
@@ -81,8 +96,12 @@ class Exchanges:
         self.tls_done_num = 0
         self.zw_since: list = [None, None]  # receiver d advertising zero since (ts)
         self.wf_since: list = [None, None]  # sender d filled the window at (ts, frame)
-        self.small_pending: tuple | None = None  # client's last small data segment (ts, end)
-        self.last_pure_ack: tuple | None = None  # server's last pure ACK (ts, ack)
+        # per sender d: its last small data segment of the turn (ts, end, frame), and the last
+        # pure ACK of its data by the peer (ts, ack)
+        self.small_pending: list = [None, None]
+        self.last_pure_ack: list = [None, None]
+        self.nagle_ns = [0, 0]  # time lost to Nagle x delayed ACK, client's and server's sends
+        self.max_seg = [0, 0]  # the largest payload each side has sent
         self.proto = ""
 
     # ---- per segment ----------------------------------------------------------------------
@@ -101,12 +120,6 @@ class Exchanges:
             if cur is not None:
                 cur.stall("zero_window", ts - self.zw_since[d], r.num, ts)
             self.zw_since[d] = None
-        if m & (E.RETRANSMISSION | E.SACK_RECOVERY) and cur is not None and prev_ts is not None:
-            if m & E.RTO_RETRANSMISSION:
-                cur.stall("rto", ts - prev_ts, r.num, ts)
-            else:
-                srtt = flow.dirs[d].rtt.srtt
-                cur.stall("fast", int((srtt or 0) * 1e9), r.num, ts)
         wf = self.wf_since[d]
         if new and wf is not None:
             if cur is not None:
@@ -115,14 +128,63 @@ class Exchanges:
         if m & E.WINDOW_FULL:
             self.wf_since[d] = (ts, r.num)
         if not new:
-            if d == 1 and r.flags & ACK and not r.plen:
-                self.last_pure_ack = (ts, r.ack)
+            if r.flags & ACK and not r.plen:
+                self.last_pure_ack[1 - d] = (ts, r.ack)
             return
+        self.small_pending[1 - d] = None  # the other side spoke: a new turn for it
         if d == 0:
             self._client_data(r, new, flow)
         else:
             self._server_data(r, new, flow)
         self.last_data_dir = d
+        if r.plen > self.max_seg[d]:
+            self.max_seg[d] = r.plen
+        if r.plen < self._mss(flow, d):
+            # what the receiver's window allowed beyond it (RFC 9293 3.8.6): a next segment
+            # past that waited for the window, not for Nagle
+            snd, rcv = flow.dirs[d], flow.dirs[1 - d]
+            room = (snd.snd_una + rcv.wnd_last) & 0xFFFFFFFF \
+                if snd.snd_una is not None and rcv.wnd_last is not None else -1
+            self.small_pending[d] = (ts, (r.seq + r.plen) & 0xFFFFFFFF, r.num, room)
+        else:
+            self.small_pending[d] = None
+
+    def _mss(self, flow, d: int) -> int:
+        """The largest segment sender d may send: the smaller MSS option of the handshake
+        (RFC 9293 3.7.1: the peer's bound, and its own link's), less the timestamp option
+        (RFC 7323 3); without a handshake, the largest it has sent (at least 536)."""
+        hs = flow.handshake
+        opts = [m for m in (hs.client.mss, hs.server.mss) if m]
+        if opts:
+            return min(opts) - (12 if hs.client.timestamps and hs.server.timestamps else 0)
+        return max(self.max_seg[d], 536)
+
+    def _nagle(self, r: PacketRecord, d: int, ts: int, flow, cur: Exchange) -> None:
+        """Nagle's algorithm (RFC 896, RFC 9293 3.7.4) holds a small segment while an earlier
+        small one is unacknowledged; the peer may delay that ACK (RFC 1122 4.2.3.2). Seen from
+        the wire: sender d's previous small segment of this turn, the peer's pure ACK of
+        exactly it coming late (more than the path explains, by a delayed-ACK timer), and this
+        segment leaving as soon as that ACK could reach the sender. The whole hold is lost."""
+        sp, pa = self.small_pending[d], self.last_pure_ack[d]
+        if sp is None or pa is None:
+            return
+        sp_ts, sp_end, _num, room = sp
+        ack_ts, ack = pa
+        if ack != sp_end or ack_ts < sp_ts or ts - sp_ts < NAGLE_GAP_NS:
+            return
+        end = (r.seq + r.plen) & 0xFFFFFFFF
+        if r.plen >= self._mss(flow, d):
+            return  # Nagle never holds a full-sized segment (RFC 1122 4.2.3.4)
+        if room >= 0 and 0 < ((end - room) & 0xFFFFFFFF) < 0x80000000:
+            return  # past the receiver's window: flow control held it
+        to_peer = flow._sender_rtt(1 - d)  # capture point -> peer -> capture point
+        to_me = flow._sender_rtt(d)  # capture point -> this sender -> capture point
+        if ack_ts - sp_ts - to_peer < DELAYED_ACK_MIN_NS:
+            return  # the ACK was not held: Nagle alone costs one round trip, no more
+        if ts - ack_ts > to_me + NAGLE_GAP_NS // 2 + to_me // 4:
+            return  # it left later than the ACK explains: the application wrote it late
+        cur.stall("nagle", ts - sp_ts, r.num, ts)
+        self.nagle_ns[d] += ts - sp_ts
 
     def _client_data(self, r: PacketRecord, new: int, flow) -> None:
         ts: int = self.last_ts  # type: ignore[assignment]  # set by on_segment (r.ts or later)
@@ -153,13 +215,8 @@ class Exchanges:
             cur = None
         if cur is None or new_turn and (cur.resp_start is not None or cur.req_start is None):
             cur = self._start(r, flow)
-        elif self.small_pending is not None and self.last_pure_ack is not None:
-            # Nagle: the previous small segment waited for its ACK, which came late (delayed)
-            sp_ts, sp_end = self.small_pending
-            ack_ts, ack = self.last_pure_ack
-            if ack == sp_end and ack_ts >= sp_ts and ts - sp_ts >= NAGLE_GAP_NS \
-                    and ts - ack_ts < NAGLE_GAP_NS // 2:
-                cur.stall("nagle", ts - sp_ts, r.num, ts)
+        else:
+            self._nagle(r, 0, ts, flow, cur)
         if cur.req_start is None:
             cur.req_start, cur.req_first = ts, r.num
         cur.req_end, cur.req_last = ts, r.num
@@ -168,8 +225,6 @@ class Exchanges:
         if cur.proto == "http" and r.payload[:8].split(b" ")[0] in apps.HTTP_METHODS \
                 and cur.req_segments > 1:
             cur.request["pipelined"] = cur.request.get("pipelined", 0) + 1
-        mss = flow.handshake.server.mss or 1460
-        self.small_pending = (ts, (r.seq + r.plen) & 0xFFFFFFFF) if r.plen < mss else None
 
     def _start(self, r: PacketRecord, flow) -> Exchange:
         proto, req = apps.label_request(r.payload, flow.server[1])
@@ -184,7 +239,7 @@ class Exchanges:
             del self.items[0]
             self.dropped += 1
         self.cur = ex
-        self.small_pending = None
+        self.small_pending[0] = None
         return ex
 
     def _server_data(self, r: PacketRecord, new: int, flow) -> None:
@@ -207,9 +262,11 @@ class Exchanges:
         if cur.resp_start is None:
             cur.resp_start, cur.resp_first = ts, r.num
             cur.response = apps.label_response(cur.proto, r.payload)
+            self.small_pending[1] = None
+        else:
+            self._nagle(r, 1, ts, flow, cur)
         cur.resp_end, cur.resp_last = ts, r.num
         cur.resp_bytes += new
-        self.small_pending = None
 
 
 def _s(ns: int | None) -> float | None:

@@ -43,16 +43,19 @@ class Handshake:
         self.rejected_ts: int | None = None  # RST answering a SYN (connection refused)
         self.syn_num = self.synack_num = self.ack_num = 0
 
-    def on_packet(self, r: PacketRecord, from_client: bool) -> None:
+    def on_packet(self, r: PacketRecord, from_client: bool, duplicate: bool = False) -> None:
+        """`duplicate`: the same datagram seen again (flow.py): not a SYN sent again."""
         f = r.flags
         if f & SYN:
             if f & ACK:
-                self.synack_count += 1
+                if not duplicate:
+                    self.synack_count += 1
                 if self.synack_ts is None:
                     self.synack_ts, self.synack_num = r.ts, r.num
                     self.server.take(r)
             else:
-                self.syn_count += 1
+                if not duplicate:
+                    self.syn_count += 1
                 if self.syn_ts is None:
                     self.syn_ts, self.syn_num = r.ts, r.num
                     self.client.take(r)

@@ -71,7 +71,7 @@ class Evicted:
         self.flows += 1
         self.packets += c2s.packets + s2c.packets
         self.bytes += c2s.bytes + s2c.bytes
-        st = fl.life.conn_state(c2s.unique_payload, s2c.unique_payload)
+        st = fl.life.conn_state()
         self.states[st] = self.states.get(st, 0) + 1
         if st == HALF_OPEN_STATE:
             key = endpoint_text(fl.server, fl.ipv)
@@ -166,8 +166,7 @@ class FlowTable:
         out = dict(self.evicted.half_open)
         for fl in self.flows.values():
             c2s, s2c = fl.dirs
-            if s2c.packets == 0 and fl.life.conn_state(c2s.unique_payload, 0) == \
-                    HALF_OPEN_STATE:
+            if s2c.packets == 0 and fl.life.conn_state() == HALF_OPEN_STATE:
                 key = endpoint_text(fl.server, fl.ipv)
                 out[key] = out.get(key, 0) + 1
         return dict(sorted(out.items(), key=lambda kv: -kv[1]))

@@ -164,6 +164,7 @@ def decode_at(link: int, data: bytes, base: int, end: int, wire_len: int, ts: in
         if ihl < 20:
             return UNDECODABLE
         total = _be16(data, off + 2)
+        ipid = _be16(data, off + 4)
         frag = _be16(data, off + 6)
         proto = data[off + 9]
         if proto != IPPROTO_TCP:
@@ -191,6 +192,7 @@ def decode_at(link: int, data: bytes, base: int, end: int, wire_len: int, ts: in
         dst = data[off + 24:off + 40]
         src_int = int.from_bytes(src, "big")
         dst_int = int.from_bytes(dst, "big")
+        ipid = -1  # IPv6 has no identification field outside fragments
         tcp = off + 40
         ip_end = tcp + plen6 if plen6 else n  # jumbograms: trust the capture
         while nxt != IPPROTO_TCP:
@@ -228,7 +230,8 @@ def decode_at(link: int, data: bytes, base: int, end: int, wire_len: int, ts: in
     if plen < 0:
         plen = 0
     rec = PacketRecord(num, ts, ipv, src, dst, sport, dport, seq, ack, flags, win, plen,
-                       wire_len, src_int=src_int << 16 | sport, dst_int=dst_int << 16 | dport)
+                       wire_len, src_int=src_int << 16 | sport, dst_int=dst_int << 16 | dport,
+                       ipid=ipid)
     if hlen > 20:
         parse_options(rec, data, tcp + 20, min(tcp + hlen, n))
     if plen:

@@ -43,6 +43,9 @@ def ek_record(layers: dict, num: int) -> PacketRecord | None:
         int(layers["tcp_seq_raw"][0]), int(ack[0]) if ack else 0,
         int(layers["tcp_flags"][0], 16), int(layers["tcp_window_size_value"][0]),
         int(tlen[0]) if tlen else 0, int(layers["frame_len"][0]))
+    ipid = layers.get("ip_id")
+    if ipid is not None and ipv == 4:
+        rec.ipid = int(ipid[0], 16)
     opts = layers.get("tcp_options")
     if opts:
         b = hexbytes(opts[0])

@@ -39,7 +39,7 @@ PREFS = {
 }
 LAYERS = "frame eth sll ip ipv6 tcp"
 # what a PacketRecord needs, in -T ek's names (dots become underscores)
-FIELDS = ("frame.number", "frame.time_epoch", "frame.len", "ip.src", "ip.dst", "ipv6.src",
+FIELDS = ("frame.number", "frame.time_epoch", "frame.len", "ip.src", "ip.dst", "ip.id", "ipv6.src",
           "ipv6.dst", "tcp.srcport", "tcp.dstport", "tcp.seq_raw", "tcp.ack_raw", "tcp.flags",
           "tcp.window_size_value", "tcp.len", "tcp.options", "tcp.payload")
 MODES = ("ek-fields", "json-layers", "json", "ek", "xml")
@@ -73,6 +73,8 @@ def to_record(pkt, num: int) -> PacketRecord | None:
         int(_field(tcp, "dstport")), int(_field(tcp, "seq_raw") or _field(tcp, "seq")),
         int(_field(tcp, "ack_raw") or _field(tcp, "ack") or 0), flags,
         int(_field(tcp, "window_size_value")), int(_field(tcp, "len") or 0), int(pkt.length))
+    if ipv == 4 and _field(ip, "id") is not None:
+        rec.ipid = int(_field(ip, "id"), 16)
     opts = hexbytes(_field(tcp, "options"))
     if opts:
         parse_options(rec, opts, 0, len(opts))

@@ -38,7 +38,7 @@ PAYLOAD_PREFIX: Final = 256
 
 RECORD_FIELDS: Final = ("num", "ts", "ipv", "src", "dst", "sport", "dport", "seq", "ack", "flags",
                  "win", "plen", "flen", "mss", "wscale", "sack_perm", "sack", "tsval", "tsecr",
-                 "payload")
+                 "payload", "ipid")
 
 
 def endpoint_int(addr: bytes, port: int) -> int:
@@ -60,14 +60,14 @@ class PacketRecord:
 
     __slots__ = ("num", "ts", "ipv", "src", "dst", "sport", "dport", "seq", "ack", "flags",
                  "win", "plen", "flen", "mss", "wscale", "sack_perm", "sack", "tsval", "tsecr",
-                 "payload", "key", "side")
+                 "payload", "ipid", "key", "side")
 
     def __init__(self, num: int, ts: int, ipv: int, src: bytes, dst: bytes, sport: int,
                  dport: int, seq: int, ack: int, flags: int, win: int, plen: int, flen: int,
                  mss: int | None = None, wscale: int | None = None, sack_perm: bool = False,
                  sack: tuple[tuple[int, int], ...] = (), tsval: int | None = None,
                  tsecr: int | None = None, payload: bytes = b"", src_int: int = -1,
-                 dst_int: int = -1) -> None:
+                 dst_int: int = -1, ipid: int = -1) -> None:
         self.num = num  # frame number in the capture, 1-based (as Wireshark counts)
         self.ts = ts  # capture time, ns since the epoch
         self.ipv = ipv  # 4 or 6
@@ -88,6 +88,7 @@ class PacketRecord:
         self.tsval = tsval
         self.tsecr = tsecr
         self.payload = payload  # first PAYLOAD_PREFIX bytes of the payload actually captured
+        self.ipid = ipid  # IPv4 identification (RFC 791); -1 for IPv6 or when not known
         a = src_int if src_int >= 0 else endpoint_int(src, sport)
         b = dst_int if dst_int >= 0 else endpoint_int(dst, dport)
         shift = 49 if ipv == 4 else 145  # an endpoint's bits, and one for the IP version

@@ -42,7 +42,6 @@ def render(report: dict, limit: int | None = None) -> str:
     for f in listed[:limit]:
         v6 = f["ip_version"] == 6
         c2s, s2c = f["c2s"], f["s2c"]
-        srtt = s2c["rtt"]["srtt"] if s2c["rtt"]["srtt"] is not None else c2s["rtt"]["srtt"]
         zw = (c2s["window"]["zero_window_time"] or 0) + (s2c["window"]["zero_window_time"]
                                                           or 0)
         rows.append((
@@ -53,8 +52,8 @@ def render(report: dict, limit: int | None = None) -> str:
             f"{c2s['packets']}/{s2c['packets']}",
             _size(c2s["bytes"]), _size(s2c["bytes"]),
             _dur(f["handshake"]["irtt"]),
-            _dur(srtt),
-            str(c2s["retransmissions"]["total"] + s2c["retransmissions"]["total"]),
+            _dur(f["srtt"]),  # one definition: analysis.summary.flow_srtt
+            str(f["resent"]),  # one definition: analysis.summary.flow_resent
             str(c2s["duplicate_acks"] + s2c["duplicate_acks"]),
             _dur(zw) if zw else "-",
         ))

@@ -13,6 +13,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static, TabbedContent, TabPane, Tree
 from textual_plotext import PlotextPlot
 
+from ..analysis import events as E
 from ..errors import UserError
 from ..monitor import FlowDetail, Snapshot
 from . import fmt
@@ -69,6 +70,11 @@ def answer_label(x: dict) -> str:
         return a["rcode"]
     return f"{x['response_bytes']} B" if x["response_frames"] else "no answer"
 ARROW = ("→", "←")
+# tcpwatch's own event names (analysis/events.py, second group); the rest are Wireshark's
+OURS = frozenset(E.NAMES[b] for b in (
+    E.RTO_RETRANSMISSION, E.FAST_RESEND, E.TLP_RESEND, E.SPURIOUS_RESEND, E.LATE_ORIGINAL,
+    E.AMBIGUOUS, E.WINDOW_PROBE, E.DSACK, E.DUPLICATE_FRAME, E.SYN_SEEN, E.FIN_SEEN,
+    E.RST_SEEN))
 
 
 def _on_off(v: bool) -> str:
@@ -115,9 +121,11 @@ def overview_text(d: FlowDetail) -> Text:
         t.append(f"\n{DIRS[i]}", style="bold underline")
         t.append(f"  packets {fmt.count(x['packets'])}, data {fmt.size(x['unique_payload_bytes'])}"
                  f" (goodput {fmt.rate(x['goodput'])})\n")
+        share = r["delayed_share"]
         t.append(f"  RTT      samples {r['samples']}  min {fmt.dur(r['min'])}  avg "
-                 f"{fmt.dur(r['avg'])}  max {fmt.dur(r['max'])}  SRTT {fmt.dur(r['srtt'])}  "
-                 f"RTO {fmt.dur(r['rto'])}\n")
+                 f"{fmt.dur(r['avg'])}  max {fmt.dur(r['max'])}  SRTT {fmt.dur(r['srtt'])} "
+                 f"(path; {'-' if share is None else f'{100 * share:.0f}%'} of samples held "
+                 f"by delayed ACK)  RTO {fmt.dur(r['rto'])}\n")
         t.append(f"  window   advertised by the {'server' if i == 0 else 'client'}: see "
                  f"{DIRS[1 - i].split()[0]}'s window; this side's own: last "
                  f"{fmt.size(w['last'])}  min {fmt.size(w['min'])}  max {fmt.size(w['max'])}"
@@ -126,10 +134,11 @@ def overview_text(d: FlowDetail) -> Text:
                  f"{w['zero_window_events']} ({fmt.dur(w['zero_window_time'])})  probes "
                  f"{w['zero_window_probes']}\n")
         style = "bold red" if rt["total"] else ""
-        t.append(f"  retransmissions {rt['total']} (timeout {rt['rto']}, fast {rt['fast']}, "
-                 f"spurious {rt['spurious']})  dup ACKs sent {x['duplicate_acks']}  "
-                 f"out of order {x['out_of_order']}  not captured {x['lost_segments']}\n",
-                 style=style)
+        t.append(f"  resent {rt['total']} (timeout {rt['rto']}, probe {rt['tlp']}, fast "
+                 f"{rt['fast']}; lost {rt['lost']}, spurious {rt['spurious']}, unconfirmed "
+                 f"{rt['unconfirmed']})  dup ACKs sent {x['duplicate_acks']}  out of order "
+                 f"{x['out_of_order']}  ambiguous {x['ambiguous']}  not captured "
+                 f"{x['lost_segments']}\n", style=style)
     return t
 
 
@@ -333,10 +342,18 @@ class FlowScreen(Screen):
         ev = self.query_one("#ev", DataTable)
         ev.clear()
         for t, num, di, names in d.events:
-            style = "bold red" if any("retrans" in n or n == "rst" or n == "zero_window"
-                                      for n in names) else ""
+            # tcpwatch's reading first (what was resent and whether it was needed), then
+            # Wireshark's flags for the same frame
+            ours = [n for n in names if n in OURS]
+            theirs = [n for n in names if n not in OURS]
+            loss = any(n.endswith("_resend") for n in ours) and "spurious_resend" not in ours
+            style = "bold red" if loss or "rst" in ours or "zero_window" in theirs else (
+                "yellow" if "spurious_resend" in ours or "late_original" in ours else "")
+            text = ", ".join(ours)
+            if theirs:
+                text += ("  · " if text else "") + "tshark: " + ", ".join(theirs)
             ev.add_row(Text(fmt.dur(t), justify="right"), num, ARROW[di],
-                       Text(", ".join(names), style=style), key=f"{num}:{names}")
+                       Text(text, style=style), key=f"{num}:{names}")
 
     def _packets(self, d: FlowDetail) -> None:
         pk = self.query_one("#pkts", DataTable)

@@ -28,17 +28,22 @@ COLUMNS = (
     ("irtt", "hs rtt", 8, "Handshake RTT: SYN to the ACK of the SYN-ACK, at the capture point "
      "(RFC 9293 3.5). Every new connection costs this before a request can be sent; TLS adds "
      "one or two more round trips."),
-    ("srtt", "srtt", 8, "Smoothed round-trip time of the busier direction (RFC 6298: "
-     "SRTT = 7/8 SRTT + 1/8 sample, Karn's rule; RFC 7323 timestamps). Each request/response "
+    ("srtt", "srtt", 8, "The path's smoothed round trip (RFC 6298: SRTT = 7/8 SRTT + 1/8 "
+     "sample; Karn's rule; RFC 7323 timestamps): the capture point's RTT to the server plus "
+     "its RTT to the client, from data->ACK samples. Samples whose ACK the receiver held "
+     "(delayed ACK, RFC 1122 4.2.3.2, or waiting for its answer) measure the receiver, not the "
+     "path: they are kept apart (the drill-down shows their share). Each request/response "
      "needs at least one RTT; slow start needs several for a large response."),
     ("up", "↑ data", 9, "Application bytes client → server, each byte counted once "
      "(retransmissions excluded)."),
     ("down", "↓ data", 9, "Application bytes server → client."),
     ("rate", "rate", 10, "Bytes on the wire per second, both ways, over the last second of "
      "capture time."),
-    ("retx", "retx", 5, "Segments sent again (RFC 6298 timeout or RFC 5681 fast retransmit). "
-     "Each loss costs at least one RTT, or a whole RTO (≥200 ms on Linux) when no duplicate "
-     "ACKs reveal it, and the sender halves its rate."),
+    ("retx", "retx", 5, "Segments sent again: on the RTO timer (RFC 6298), as a tail loss "
+     "probe (RFC 8985) or after duplicate ACKs/SACK (RFC 5681). Late originals (reordering) are "
+     "not counted; resends that were not needed (D-SACK, timestamps) are, and the drill-down "
+     "says which. Each loss costs at least one RTT, or a whole RTO (>=200 ms on Linux) when "
+     "nothing reveals it, and the sender halves its rate."),
     ("zwin", "0-win", 7, "Time a receiver advertised a zero window (RFC 9293 3.8.6): its "
      "application was not reading, so the sender had to stop."),
     ("badges", "problems", 16, "Badges for what went wrong (below), most severe first."),
