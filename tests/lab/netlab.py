@@ -162,7 +162,12 @@ class Namespaces:
         raise NotImplementedError
 
     def _down(self) -> None:
-        raise NotImplementedError
+        """Programs, then the capture (its file is then complete), then whatever the
+        programs left behind; subclasses add their links and devices."""
+        self._end_processes()
+        with contextlib.suppress(Exception):
+            self._stop_capture()
+        self._sweep()
 
     def _del_namespaces(self) -> None:
         for ns in self.namespaces:
@@ -230,10 +235,7 @@ class Lab(Namespaces):
         self._start_capture()
 
     def _down(self) -> None:
-        self._end_processes()
-        with contextlib.suppress(Exception):
-            self._stop_capture()
-        self._sweep()
+        super()._down()
         if self.link is not None:
             end_process(self.link, signal.SIGTERM)
             self.link = None
@@ -276,10 +278,7 @@ class Loopback(Namespaces):
         self._start_capture()
 
     def _down(self) -> None:
-        self._end_processes()
-        with contextlib.suppress(Exception):
-            self._stop_capture()
-        self._sweep()
+        super()._down()
         self._del_namespaces()
 
     def spawn_here(self, argv: list[str], **popen) -> subprocess.Popen:

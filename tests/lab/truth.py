@@ -86,22 +86,26 @@ def _delivered(p: dict) -> bool:
     return p["out"] is not None
 
 
-def round_trips(log: dict, client_port: int, d: str = "c2s") -> list[float]:
-    """Round trips the link gave the data of one direction, as the sender's side sees them:
-    from the segment reaching the link to the first ACK covering it leaving the link (the
-    sender's namespace is a TUN device away from the link). Originals only (Karn)."""
+def _first_acks(log: dict, client_port: int, d: str):
+    """Each original data segment of direction d that the link delivered (Karn: no
+    resends), with the first ACK covering it that reached the link after it was delivered."""
     dirs = flows(log)[client_port]
     acks = [p for p in dirs["s2c" if d == "c2s" else "c2s"] if _delivered(p)
             and p["rack"] is not None]
-    out = []
     for seg in dirs[d]:
         if not seg["len"] or seg["resend"] or not _delivered(seg):
             continue
         end = seg["rseq"] + seg["len"]
-        ack = next((a for a in acks if a["rack"] >= end and a["out"] > seg["t"]), None)
+        ack = next((a for a in acks if a["rack"] >= end and a["t"] >= seg["out"]), None)
         if ack is not None:
-            out.append(ack["out"] - seg["t"])
-    return out
+            yield seg, ack
+
+
+def round_trips(log: dict, client_port: int, d: str = "c2s") -> list[float]:
+    """Round trips the link gave the data of one direction, as the sender's side sees them:
+    from the segment reaching the link to the first ACK covering it leaving the link (the
+    sender's namespace is a TUN device away from the link). Originals only (Karn)."""
+    return [ack["out"] - seg["t"] for seg, ack in _first_acks(log, client_port, d)]
 
 
 def handshake_rtt(log: dict, client_port: int) -> float | None:
@@ -138,19 +142,8 @@ def path_rtts(log: dict, client_port: int, d: str) -> list[dict]:
     covering it: "path" = the link's delay on the segment plus on the ACK (the network's
     round trip), "hold" = how long the receiver kept the ACK (its delayed ACK, not the
     network's)."""
-    dirs = flows(log)[client_port]
-    acks = [p for p in dirs["s2c" if d == "c2s" else "c2s"] if _delivered(p)
-            and p["rack"] is not None]
-    out = []
-    for seg in dirs[d]:
-        if not seg["len"] or seg["resend"] or not _delivered(seg):
-            continue
-        end = seg["rseq"] + seg["len"]
-        ack = next((a for a in acks if a["rack"] >= end and a["t"] >= seg["out"]), None)
-        if ack is not None:
-            out.append({"path": (seg["out"] - seg["t"]) + (ack["out"] - ack["t"]),
-                        "hold": ack["t"] - seg["out"]})
-    return out
+    return [{"path": (seg["out"] - seg["t"]) + (ack["out"] - ack["t"]),
+             "hold": ack["t"] - seg["out"]} for seg, ack in _first_acks(log, client_port, d)]
 
 
 def zero_window_probes(log: dict, client_port: int, d: str) -> int:
