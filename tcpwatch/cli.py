@@ -12,6 +12,7 @@ from importlib import resources
 
 from . import __version__
 from .analysis import GC_THRESHOLDS
+from .analysis.budget import DASHBOARD_MIB, PACKETS_MIB, REPORT_MIB
 from .analysis.table import MAX_FLOWS
 from .errors import EXIT_USAGE, UserError
 
@@ -120,6 +121,20 @@ def _source_options(p: argparse.ArgumentParser, dashboard: bool) -> None:
     p.add_argument("--max-flows", type=_positive(int), default=MAX_FLOWS, metavar="N",
                    help="keep at most N connections in memory; past it the least recently "
                         f"active are evicted and added up (default {MAX_FLOWS:,})")
+    p.add_argument("--memory", type=_positive(float), default=None, metavar="MIB",
+                   help="memory for what grows with the capture, beyond each connection's "
+                        "counters: plot series, events, requests, and the dashboard's packet "
+                        f"list (default: report {REPORT_MIB} MiB, dashboard "
+                        f"{DASHBOARD_MIB + PACKETS_MIB} MiB; README: memory)")
+
+
+def memory_split(mib: float | None) -> dict:
+    """The dashboard's budget: its packet list and the flow table's (budget.py), in the
+    default proportion."""
+    if mib is None:
+        return {}
+    share = PACKETS_MIB / (PACKETS_MIB + DASHBOARD_MIB)
+    return {"packets_mib": mib * share, "budget_mib": mib * (1 - share)}
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -147,7 +162,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         gc.disable()
     try:
         try:
-            table, err = run.analyse(capture, args.max_flows)
+            table, err = run.analyse(capture, args.max_flows, args.memory or REPORT_MIB)
         finally:
             if progress is not None:
                 progress.stop()
@@ -229,7 +244,7 @@ def cmd_dashboard(args: argparse.Namespace, signals: ExitSignals) -> int:
     monitor = RemoteMonitor(capture_kw, mode=mode, speed=args.speed,
                             procmap=iface is not None,
                             saved=args.write if iface is not None else file,
-                            max_flows=args.max_flows)
+                            max_flows=args.max_flows, **memory_split(args.memory))
     monitor.view = ViewSpec(filter=args.filter)
     if _root_note(iface):
         monitor.notes = (ROOT_NOTE,)

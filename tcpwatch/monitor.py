@@ -9,6 +9,8 @@ sorting and the top-N cut run here, off the UI thread. No Textual import.
 
 from __future__ import annotations
 
+import dataclasses
+import gc
 import threading
 import time
 from collections import deque
@@ -17,6 +19,7 @@ from dataclasses import dataclass, field
 
 from .analysis import events as E
 from .analysis.badges import BADGES, SEVERITY_ORDER, flow_badges
+from .analysis.budget import DASHBOARD_MIB, MIB, PACKETS_MIB
 from .analysis.flow import Flow
 from .analysis.live import LiveFeed
 from .analysis.peek import describe
@@ -30,12 +33,12 @@ from .viewfilter import FilterError, compile_filter
 __all__ = ["FilterError", "compile_filter", "Monitor", "Snapshot", "ViewSpec", "FlowRow"]
 
 SNAPSHOT_HZ = 2  # snapshots published per second (the UI polls at twice this rate)
-PACKETS_PER_FLOW = 2000  # newest packets kept per flow for the drill-down's packet list
 LINGER_S = 30.0  # live: a closed connection stays listed (dimmed) this long, capture time
 IDLE_S = 60.0  # "active": not closed and a packet within this many seconds of capture time
 DEFAULT_LIMIT = 200  # rows sent to the table; the rest are counted as hidden
 M32 = 0xFFFFFFFF
 RECENT_S = 3.0  # rows of connections active this recently are rebuilt at every snapshot
+READING_ROWS_MAX = 4000  # reading a file: rows rebuilt per snapshot at the most
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,8 +92,10 @@ class FlowDetail:
     throughput_bin: float  # bin width, seconds
     events: tuple  # ((t, frame, direction, (names...)), ...)
     packets: tuple  # ((frame, t, dir, flags, seq, ack, len, win, (events...), info), ...)
-    packets_dropped: int  # older packets not kept (PACKETS_PER_FLOW)
+    packets_dropped: int  # older packets not kept (the packet list's budget: live.py)
     badges: tuple[str, ...]
+    packets_seen: int = 0  # packets of the connection, kept or not
+    events_seen: int = 0  # analysis events of the connection; len(events) of them kept
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,7 +175,8 @@ class Monitor:
     def __init__(self, capture: Capture, *, mode: str = "file", speed: float = 1.0,
                  procmap: ProcMap | None = None, saved: str | None = None,
                  linger_s: float = LINGER_S, hz: float = SNAPSHOT_HZ,
-                 keep_packets: int = PACKETS_PER_FLOW, max_flows: int = MAX_FLOWS) -> None:
+                 packets_mib: float = PACKETS_MIB, budget_mib: float = DASHBOARD_MIB,
+                 max_flows: int = MAX_FLOWS) -> None:
         self.capture = capture
         self.mode = mode
         self.speed = speed
@@ -178,9 +184,9 @@ class Monitor:
         self.saved = saved if saved is not None else capture.file
         self.linger_ns = int(linger_s * 1e9)
         self.period = 1.0 / hz
-        self.keep_packets = keep_packets
-        self.table = FlowTable(max_flows, on_evict=self._forget)
-        self.live = LiveFeed(self.table, keep_packets)  # rates, packet rings, what changed
+        self.table = FlowTable(max_flows, on_evict=self._forget, budget_mib=budget_mib)
+        # rates, the newest packets of the capture, what changed
+        self.live = LiveFeed(self.table, int(packets_mib * MIB))
         self.view = ViewSpec()
         self.focus: int | None = None
         self.latest: Snapshot | None = None
@@ -190,10 +196,9 @@ class Monitor:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._rates = self.live.rates
-        self._ring = self.live.ring
-        self._ring_dropped = self.live.ring_dropped
         self._proc: dict[int, tuple[ProcInfo | None, ProcInfo | None]] = {}
         self._rows: dict[int, FlowRow] = {}  # flow id -> its current row
+        self._nob: set[int] = set()  # ... whose row has no badges yet (_with_badges)
         self._names: dict[int, tuple] = {}  # flow id -> its endpoints as text
         self._recent: deque[set[int]] = deque(maxlen=max(1, int(RECENT_S * hz) + 1))
         self._done = False
@@ -215,11 +220,20 @@ class Monitor:
         self.live.forget(fid)
         for d in (self._proc, self._rows, self._names):
             d.pop(fid, None)
+        self._nob.discard(fid)
 
     # ---- thread control ---------------------------------------------------------------
+    @property
+    def _direct(self) -> bool:
+        """A file read at full speed with our own decoder: on the monitor's own thread, as the
+        report reads it (no hand-over between threads, no queue)."""
+        c = self.capture
+        return self.mode == "file" and c.file is not None and c.engine == "fast"
+
     def start(self) -> Monitor:
         self._wall0 = time.monotonic()
-        self.capture.start()
+        if not self._direct:
+            self.capture.start()
         if self.procmap is not None:
             self.procmap.start()
         self._thread = threading.Thread(target=self._run, name="tcpwatch-monitor",
@@ -252,8 +266,16 @@ class Monitor:
     # ---- the loop ---------------------------------------------------------------------
     def _run(self) -> None:
         next_snap = time.monotonic()
+        direct = self._direct
+        # reading a file: no cyclic GC until its end (the trackers make no cycles, tested;
+        # each pass would walk every object kept: report/run.py does the same)
+        paused = direct and gc.isenabled()
+        if paused:
+            gc.disable()
         try:
-            for batch in self.capture.batches(timeout=self.period / 2):
+            source = self.capture.iter_batches() if direct else \
+                self.capture.batches(timeout=self.period / 2)
+            for batch in source:
                 if batch:
                     self._ingest(batch)
                 now = time.monotonic()
@@ -265,6 +287,9 @@ class Monitor:
                     return
         except BaseException as e:  # noqa: BLE001 - shown in the header; flows are kept
             self._error = getattr(e, "message", None) or str(e) or e.__class__.__name__
+        finally:
+            if paused:
+                gc.enable()
         self._done = True
         st = self.capture.stats
         if st.error and not self._error:
@@ -338,7 +363,28 @@ class Monitor:
         self._proc[fl.id] = got
         return got
 
+    def _with_badges(self, rows: list[FlowRow]) -> list[FlowRow]:
+        """The rows with their badges. A badge is the diagnosis of the connection (14 us
+        each), so rows are built without and get them here, only when something looks at
+        them: the rows shown, or every row for a filter, problems-only or the badge sort;
+        once per change of the connection."""
+        nob = self._nob
+        if not nob:
+            return rows
+        flows, cache = self.table.flows, self._rows
+        out = []
+        for r in rows:
+            if r.id in nob:
+                nob.discard(r.id)
+                fl = flows.get(r.id)
+                if fl is not None:
+                    r = dataclasses.replace(r, badges=flow_badges(fl))
+                    cache[r.id] = r
+            out.append(r)
+        return out
+
     def _row(self, fl: Flow, now: int) -> FlowRow:
+        self._nob.add(fl.id)
         c2s, s2c = fl.dirs
         cp, sp = self._procs_for(fl)
         proc, side = (cp, "client") if cp is not None and cp.known else (
@@ -362,7 +408,7 @@ class Monitor:
             up=c2s.unique_payload, down=s2c.unique_payload, rate=rate,
             retx=flow_resent(fl),
             zwin=(c2s.zero_window_time(fl.last_ts) + s2c.zero_window_time(fl.last_ts)) / 1e9,
-            badges=flow_badges(fl), packets=c2s.packets + s2c.packets)
+            badges=(), packets=c2s.packets + s2c.packets)  # badges: _with_badges
 
     def _rows_now(self, now: int) -> list[FlowRow]:
         """Rows of every listed connection. Only connections that saw packets in the last
@@ -378,6 +424,12 @@ class Monitor:
             if self._done and not self._final:
                 self._final = True
                 touched = list(flows)
+            elif len(touched) > READING_ROWS_MAX:
+                # still reading: the newest connections now, the others at a later snapshot
+                # (or the final rebuild): a snapshot costs the same whatever the capture
+                order = sorted(touched)
+                touched = order[-READING_ROWS_MAX:]
+                self.live.dirty.update(order[:-READING_ROWS_MAX])
             for fid in touched:
                 cache[fid] = self._row(flows[fid], now)
             return list(cache.values())
@@ -390,6 +442,7 @@ class Monitor:
         for fid, row in list(cache.items()):
             if row.closed and now - int(row.last * 1e9) > self.linger_ns:
                 del cache[fid]  # lingered long enough: off the table
+                self._nob.discard(fid)
                 continue
             out.append(row)
         return out
@@ -407,6 +460,8 @@ class Monitor:
             pred = compile_filter(view.filter)
         except FilterError:
             pred = None  # the UI checks the text first; a bad filter filters nothing
+        if view.problems or pred is not None or view.sort == "badges":
+            rows = self._with_badges(rows)
         if view.problems:
             rows = [r for r in rows if r.badges]
         if pred is not None:
@@ -417,7 +472,7 @@ class Monitor:
         nows = now / 1e9
         rows.sort(key=lambda r: key(r, nows), reverse=view.reverse)
         matched = len(rows)
-        shown = tuple(rows[: view.limit]) if view.limit else tuple(rows)
+        shown = tuple(self._with_badges(rows[: view.limit] if view.limit else rows))
         st = self.capture.stats
         t = self.table
         idle_ns = int(IDLE_S * 1e9)
@@ -498,12 +553,12 @@ class Monitor:
         return d
 
     def _throughput(self, fl: Flow, ring) -> tuple[tuple, float]:
-        """Frame bytes/s per direction over time. When every packet of the flow is still in
-        its ring and it lasted under a minute, bins are sized for ~40 points (1-2-5 steps,
+        """Frame bytes/s per direction over time. When every packet of the flow is still
+        kept (live.py) and it lasted under a minute, bins are sized for ~40 points (1-2-5 steps,
         >= 100 us); otherwise the 1 s bins of rate.py."""
         t0 = fl.first_ts
         span = fl.last_ts - t0
-        if not self._ring_dropped.get(fl.id) and ring and span < 60_000_000_000:
+        if ring and ring[0].num == fl.first_num and span < 60_000_000_000:
             width = 100_000  # ns
             while width * 40 < span:
                 for step in (2, 5 / 2, 2):
@@ -530,12 +585,13 @@ class Monitor:
             return (ts - t0) / 1e9
 
         dirs = fl.dirs
-        rtt = tuple(tuple((rel(ts), r, s) for ts, r, s in d.rtt.series) for d in dirs)
-        window = tuple(tuple((rel(ts), w) for ts, w in d.series) for d in dirs)
-        flight = tuple(tuple((rel(ts), b) for ts, b in d.flight) for d in dirs)
-        ring = self._ring.get(fl.id, ())
+        rtt = tuple(tuple((rel(ts), r, s) for ts, r, s in d.rtt.series.points())
+                    for d in dirs)
+        window = tuple(tuple((rel(ts), int(w)) for ts, w in d.series.points()) for d in dirs)
+        flight = tuple(tuple((rel(ts), int(b)) for ts, b in d.flight.points()) for d in dirs)
+        ring = self.live.packets_of(fl)
         thr, thr_bin = self._throughput(fl, ring)
-        evs = tuple((rel(ts), num, d, tuple(E.names(m))) for ts, num, d, m in fl.events)
+        evs = tuple((rel(ts), num, d, tuple(E.names(m))) for ts, num, d, m in fl.events.items())
         base = (dirs[0].base_seq or 0, dirs[1].base_seq or 0)
         pk = []
         ev_by_num = {num: names for _t, num, _d, names in evs}
@@ -549,4 +605,6 @@ class Monitor:
             id=fl.id, version=fl.last_num, summary=flow_summary(fl), client_proc=c,
             server_proc=s, t0=t0 / 1e9, rtt=rtt, window=window, flight=flight,
             throughput=thr, throughput_bin=thr_bin, events=evs, packets=tuple(pk),
-            packets_dropped=self._ring_dropped.get(fl.id, 0), badges=flow_badges(fl))
+            packets_dropped=dirs[0].packets + dirs[1].packets - len(ring),
+            badges=flow_badges(fl),
+            packets_seen=dirs[0].packets + dirs[1].packets, events_seen=fl.events.seen)

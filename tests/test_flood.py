@@ -123,7 +123,9 @@ def test_dashboard_folds_the_flood_per_destination(flood):
         assert (s.packets, s.tcp, s.non_tcp, s.undecodable) == (N_SYN + 67, N_SYN + 7, 50, 10)
         assert s.flows_total <= CAP and s.evicted == N_SYN + 1 - s.flows_total
         # bounded per-flow state beside the table
-        assert len(m._ring) <= CAP and len(m._rows) <= CAP and len(m._rates) <= CAP
+        assert len(m._rows) <= CAP and len(m._rates) <= CAP
+        # the packet list is the newest of the capture, within its budget in bytes
+        assert m.live.kept_bytes <= m.live.keep_bytes and len(m.live.packets) <= s.packets
         folded = {r.server: r for r in s.rows if r.id < 0}
         assert set(folded) == {"10.9.0.1:80", "10.9.0.2:443"}
         assert folded["10.9.0.1:80"].client.startswith("75,000 half-open")

@@ -193,7 +193,7 @@ def test_rtt_samples_match_tshark_ack_rtt(both):
             sender = fl.dirs[1 - d]
             if sender.counts["retransmission"] or sender.counts["out_of_order"]:
                 continue
-            sample = est.series[-1][1]
+            sample = est.last
             theirs_rtt = theirs[r.num]["ack_rtt"]
             if sample == 0 and theirs_rtt is None:
                 continue  # tshark does not show a zero ack_rtt (10 ms clocks: zwnd.dmp)

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent / "bench"))
-from bench_memory import write_capture  # noqa: E402
+import shapes  # noqa: E402
 
 from tcpwatch.capture.record import CaptureStats  # noqa: E402
 from tcpwatch.report.progress import eta, line  # noqa: E402
@@ -27,8 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 @pytest.fixture(scope="module")
 def big(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("big") / "short-conns.pcap"
-    with open(path, "wb") as f:
-        write_capture(f, 40_000)  # 320,000 packets
+    shapes.write(open(path, "wb"), "short", 40_000)  # 320,000 packets
     return path
 
 

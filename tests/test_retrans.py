@@ -66,7 +66,7 @@ def test_tail_loss_probe_answered_by_dsack_is_spurious_and_costs_nothing():
     assert not LOSS_KINDS & set(kinds(fl))
     # one spurious probe costs a segment: counted, not a finding (SPURIOUS_TLP_MIN)
     assert "spurious_retransmission" not in kinds(fl)
-    ev = {num: m for _ts, num, _d, m in fl.events}
+    ev = {num: m for _ts, num, _d, m in fl.events.items()}
     assert ev[9] & E.SPURIOUS_RESEND  # the verdict reached the probe's timeline entry
 
 

@@ -373,19 +373,15 @@ def test_trackers_make_no_reference_cycles():
         gc.enable()
 
 
-def test_per_flow_state_is_bounded_by_counts():
-    """A long connection keeps bounded series: RTT samples, windows, in flight and events are
-    rings; unacknowledged segments and TSvals are capped."""
-    from tcpwatch.analysis.direction import SERIES_MAX, TSVAL_MAX, UNACKED_MAX
-    from tcpwatch.analysis.flow import EVENTS_MAX
-    from tcpwatch.analysis.ring import RING_SLACK
+def _long_conversation(t: FlowTable, n: int = 20_000) -> None:
+    """One long connection: n data segments with timestamps, a third sent twice, windows
+    changing, ACKs that leave data outstanding at times, one zero window at n/3."""
     from tcpwatch.capture.record import PSH
     c = Conv()
-    t = FlowTable()
     for r in c.handshake(rtt_ms=1.0):
         t.feed(r)
     seq, ack, at = 1001, 5001, 2.0
-    for i in range(20_000):
+    for i in range(n):
         at += 0.01
         t.feed(c.c(at, seq, ack, ACK | PSH, plen=100, win=1000 + i % 7, tsval=i, tsecr=i))
         if i % 3 == 0:  # the same segment again: a retransmission event
@@ -393,14 +389,79 @@ def test_per_flow_state_is_bounded_by_counts():
                        tsecr=i))
         seq += 100
         if i % 50 != 49:  # ACKs that leave data outstanding at times
-            t.feed(c.s(at + 0.001, ack, seq, win=2000 + i % 5, tsval=i, tsecr=i))
+            t.feed(c.s(at + 0.001, ack, seq, win=0 if i == n // 3 else 2000 + i % 5,
+                       tsval=i, tsecr=i))
+
+
+def test_per_flow_state_is_bounded_by_counts():
+    """A long connection keeps its series within its share of the budget (budget.py), over
+    its whole life, extremes exact; events are the newest; unacknowledged segments and
+    TSvals are capped."""
+    from tcpwatch.analysis.budget import SERIES_MAX
+    from tcpwatch.analysis.direction import TSVAL_MAX, UNACKED_MAX
+    t = FlowTable()
+    _long_conversation(t)
     fl = t.flows[0]
-    cap = SERIES_MAX * RING_SLACK
+    b = t.budget
+    assert b.series_cap == SERIES_MAX  # one connection: the largest share
     for d in fl.dirs:
-        assert len(d.series) <= cap and len(d.flight) <= cap and len(d.rtt.series) <= cap
+        assert len(d.series) <= b.series_cap and len(d.flight) <= b.series_cap
+        assert len(d.rtt.series) <= b.series_cap
         assert len(d.unacked) <= UNACKED_MAX and len(d.tsvals) <= TSVAL_MAX
-    assert fl.dirs[0].rtt.n > SERIES_MAX * 2  # many more samples seen than kept
-    assert len(fl.dirs[0].rtt.series) >= SERIES_MAX  # the newest are kept
-    assert fl.dirs[0].counts["retransmission"] > EVENTS_MAX * 2
-    assert len(fl.events) <= EVENTS_MAX * RING_SLACK
-    assert fl.events[-1][1] >= t.records - 5  # the newest events are the ones kept
+    est = fl.dirs[0].rtt
+    assert est.n > SERIES_MAX * 2  # many more samples seen than kept
+    pts = est.series.points()
+    # the whole life, not the newest: from the first sample to the last
+    life = fl.last_ts - fl.first_ts
+    assert pts[0][0] < fl.first_ts + life // 10 and pts[-1][0] > fl.last_ts - life // 10
+    assert [p[0] for p in pts] == sorted(p[0] for p in pts)
+    # (kept in whole nanoseconds)
+    assert abs(max(p[1] for p in pts) - est.max) < 1e-9
+    assert abs(min(p[1] for p in pts) - est.min) < 1e-9
+    # the zero window (the server's, once) survives every decimation
+    win = fl.dirs[1].series.points()
+    assert min(w for _t, w in win) == 0 and fl.dirs[1].series.seen > len(win)
+    assert fl.dirs[0].counts["retransmission"] > b.events_cap * 2
+    assert len(fl.events) <= b.events_cap * 1.25 and fl.events.seen > len(fl.events)
+    assert fl.events.items()[-1][1] >= t.records - 5  # the newest events are the ones kept
+
+
+def test_budget_shares_shrink_as_connections_arrive():
+    """Many long connections share the budget: each keeps less, the total stays within it,
+    and the trims keep each connection's extremes (counts, not timing)."""
+    from tcpwatch.analysis.budget import SERIES_PER_FLOW
+    t = FlowTable(budget_mib=1)
+    _long_conversation(t, 3000)
+    first = t.flows[0]
+    assert len(first.dirs[0].rtt.series) > 200
+    for i in range(2000):  # 2,000 more connections: the shares fall, a trim follows
+        c = Conv(cport=20000 + i, t0=Conv().t + 10**9 + i * 10**6)
+        for r in c.handshake(rtt_ms=1.0):
+            t.feed(r)
+    b = t.budget
+    assert b.trims >= 1 and b.flows == 2001
+    kept = sum(len(s) for fl in t.flows.values() for d in fl.dirs
+               for s in (d.series, d.flight, d.rtt.series))
+    assert kept <= b.series_points + SERIES_PER_FLOW * 4 * b.flows
+    assert len(first.dirs[0].rtt.series) <= b.series_cap
+    pts = first.dirs[0].rtt.series.points()
+    assert abs(max(p[1] for p in pts) - first.dirs[0].rtt.max) < 1e-9
+
+
+def test_exchanges_let_go_keep_their_stall_time():
+    """The request list keeps the budget's share, the newest; the stall time of those let go
+    stays in the totals the diagnosis adds up."""
+    from tcpwatch.analysis.budget import Budget
+    from tcpwatch.analysis.exchange import Exchange, Exchanges
+    b = Budget(1)
+    b.set_flows(10**6)  # the smallest share
+    exs = Exchanges(b)
+    for i in range(50):
+        ex = Exchange(i, "http", {})
+        ex.stall("rto", 1000, i)
+        exs.count += 1
+        exs._keep(ex)
+    assert len(exs.items) <= b.exchanges_cap * 1.25 + 1 and exs.dropped == 50 - len(exs.items)
+    assert exs.stall_totals()["rto"] == 50 * 1000
+    exs.unstall(exs.items[-1], "rto", 1000, 49)
+    assert exs.stall_totals()["rto"] == 49 * 1000

@@ -408,3 +408,31 @@ def test_a_row_that_closes_turns_dim():
     assert not same_cell(Text("SF"), Text("SF", style="dim"))
     assert same_cell(Text("SF", style="dim"), Text("SF", style="dim"))
     assert same_cell(3, 3) and not same_cell(3, 4)
+
+
+def test_the_drill_down_says_what_the_memory_budget_let_go():
+    """A packet list budget of 20 KiB (about 40 packets) for the whole capture: the demo's
+    connection 10 keeps only its newest packets, and its Packets tab says how many it saw
+    and how many it kept (counts, not timing)."""
+    async def run():
+        mon = Monitor(Capture("fast", file=demo_capture()), packets_mib=0.02)
+        app = TcpwatchApp(mon)
+        async with app.run_test(size=(180, 45)) as pilot:
+            await loaded(app, pilot)
+            live = mon.live
+            assert live.kept_bytes <= live.keep_bytes and len(live.packets) < live.seen
+            fid = 10  # 105 packets, nearly the last of the capture
+            app.open_flow(fid)
+            screen = await drilled(app, pilot)
+            await pilot.press("k")
+            d = app.monitor.latest.detail
+            fl = mon.table.flows[fid]
+            seen = fl.dirs[0].packets + fl.dirs[1].packets
+            assert d.packets_seen == seen and 0 < len(d.packets) < seen
+            assert d.packets_dropped == seen - len(d.packets)
+            # the newest: the last frame of the connection is there
+            assert d.packets[-1][0] == fl.last_num
+            note = str(screen.query_one("#pknote").render())
+            assert f"packets {seen:,} seen, newest {len(d.packets):,} kept" in note
+            await pilot.press("q")
+    asyncio.run(run())

@@ -76,7 +76,7 @@ class Finding:
 
 
 def _ev(flow, kinds: int, limit: int = 10, without: int = 0) -> list:
-    return [(num, ts / 1e9) for ts, num, _d, m in flow.events
+    return [(num, ts / 1e9) for ts, num, _d, m in flow.events.items()
             if m & kinds and not m & without][:limit]
 
 
@@ -113,10 +113,7 @@ def diagnose_flow(flow) -> list[Finding]:
             "The server answered the SYN with a RST: nothing listens on that port (or a "
             "firewall rejects it). The request failed at once.",
             "Check that the service is running and listening on that address and port."))
-    stalls: dict[str, int] = {}  # stall kind -> ns lost
-    for ex in exs.items:
-        for k, v in ex.stalls.items():
-            stalls[k] = stalls.get(k, 0) + v
+    stalls = exs.stall_totals()  # stall kind -> ns lost, exchanges let go included
     # resends that were needed (a spurious one is not a loss: retrans.py), by trigger
     (rto_c, tlp_c, fast_c), (rto_s, tlp_s, fast_s) = needed(c2s), needed(s2c)
     unconfirmed = sum(d.counts["resent"] - d.counts["resent_lost"] - d.counts["resent_spurious"]
@@ -330,7 +327,7 @@ def _half_open(flow) -> Finding | None:
     """One side keeps retransmitting and the other never answers until the capture ends."""
     if flow.closed:
         return None
-    tail = list(flow.events)[-HALF_OPEN_RETRIES:]
+    tail = flow.events.tail(HALF_OPEN_RETRIES)
     if len(tail) < HALF_OPEN_RETRIES or not all(
             m & (E.RTO_RETRANSMISSION | E.TLP_RESEND) for _ts, _n, _d, m in tail):
         return None

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from typing import Final
 
+from .budget import SHARED, Budget, Series
 from .retrans import Hole, Resend
 from .rtt import RttEstimator
 
-SERIES_MAX: Final = 1024  # window / in-flight samples kept per direction (bounded memory per flow)
 UNACKED_MAX: Final = 1000  # segments remembered for RTT sampling (as Wireshark's analysis)
 TSVAL_MAX: Final = 256  # TSval first-sent times remembered for RFC 7323 RTT samples
 DUP_IDS: Final = 16  # recent (sequence, IPv4 id) pairs remembered to know a duplicated datagram
@@ -105,7 +105,7 @@ class Direction:
         "first_data_seq",
     )
 
-    def __init__(self) -> None:
+    def __init__(self, budget: Budget = SHARED) -> None:
         self.base_seq: int | None = None  # ISN (from the SYN) or seq-1 of the first segment
         self.nextseq: int | None = None  # snd_nxt as seen: highest seq + len (+1 SYN/FIN)
         self.nextseqtime = 0
@@ -154,8 +154,8 @@ class Direction:
         self.first_ts: int | None = None
         self.last_ts = 0
         self.counts = Counts()
-        self.rtt = RttEstimator()
-        # lists, not deques, throughout (ring.py): a short connection costs a few kilobytes
+        self.rtt = RttEstimator(budget)
+        # lists, not deques, throughout: a short connection costs a few kilobytes
         self.unacked: list[list] = []  # [seq, nextseq, ts, retransmitted], oldest first
         self.tsvals: dict[int, int] = {}  # TSval -> time first sent
         self.wnd_last: int | None = None  # scaled advertised window, bytes
@@ -169,9 +169,9 @@ class Direction:
         self.inflight_last = 0
         self.inflight_max = 0
         # (time, advertised window of this side) at every change
-        self.series: list[tuple[int, int]] = []
+        self.series = Series(budget)  # (bounded: budget.py)
         # (time, bytes in flight sent by this side) at every data segment
-        self.flight: list[tuple[int, int]] = []
+        self.flight = Series(budget)
         self.first_data_seq: int | None = None
 
     def scaled(self, raw: int, syn: bool) -> int:

@@ -24,8 +24,8 @@ from typing import Final
 from ..capture.record import ACK, PacketRecord
 from . import apps
 from . import events as E
+from .budget import SHARED, Budget
 
-EXCHANGES_MAX: Final = 1000  # per connection, oldest dropped first (bounded memory)
 # a held-back segment waits at least this long (delayed ACK >= 40 ms)
 NAGLE_GAP_NS: Final = 10_000_000
 # the ACK that releases it came this much later than the path explains: the receiver's
@@ -79,11 +79,15 @@ class Exchanges:
 
     __slots__ = ("items", "dropped", "cur", "last_data_dir", "last_ts", "last_num",
                  "tls", "tls_turns", "tls_done_ts", "tls_done_num", "zw_since", "wf_since",
-                 "small_pending", "last_pure_ack", "count", "proto", "nagle_ns", "max_seg")
+                 "small_pending", "last_pure_ack", "count", "proto", "nagle_ns", "max_seg",
+                 "budget", "retired_stalls")
 
-    def __init__(self) -> None:
-        self.items: list[Exchange] = []
+    def __init__(self, budget: Budget = SHARED) -> None:
+        self.items: list[Exchange] = []  # the newest, within the budget's share (budget.py)
         self.dropped = 0
+        self.budget = budget
+        # stall time by cause of the exchanges let go: the diagnosis's totals stay whole
+        self.retired_stalls: dict[str, int] = {}
         self.count = 0
         self.cur: Exchange | None = None
         self.last_data_dir: int | None = None
@@ -226,6 +230,42 @@ class Exchanges:
                 and cur.req_segments > 1:
             cur.request["pipelined"] = cur.request.get("pipelined", 0) + 1
 
+    def _keep(self, ex: Exchange) -> None:
+        self.items.append(ex)
+        cap = self.budget.exchanges_cap
+        if len(self.items) > cap + (cap >> 2) + 1:  # amortized: let go a share at a time
+            self.fit(cap)
+
+    def fit(self, cap: int) -> None:
+        """Keep the newest `cap` exchanges (the current one always), adding the stall time
+        of those let go to retired_stalls."""
+        items = self.items
+        n = len(items) - max(1, cap)
+        if n <= 0:
+            return
+        ret = self.retired_stalls
+        for ex in items[:n]:
+            for k, v in ex.stalls.items():
+                if v:
+                    ret[k] = ret.get(k, 0) + v
+        del items[:n]
+        self.dropped += n
+
+    def unstall(self, ex: Exchange, kind: str, ns: int, frame: int) -> None:
+        """Take back a charge (a spurious resend), from the totals if ex was let go."""
+        if self.items and ex.index < self.items[0].index:
+            ret = self.retired_stalls
+            ret[kind] = max(0, ret.get(kind, 0) - min(ns, ex.stalls[kind]))
+        ex.unstall(kind, ns, frame)
+
+    def stall_totals(self) -> dict[str, int]:
+        """Stall time by cause over every exchange, kept or let go (ns)."""
+        out = dict(self.retired_stalls)
+        for ex in self.items:
+            for k, v in ex.stalls.items():
+                out[k] = out.get(k, 0) + v
+        return out
+
     def _start(self, r: PacketRecord, flow) -> Exchange:
         proto, req = apps.label_request(r.payload, flow.server[1])
         if self.proto and proto in ("", "tls"):
@@ -234,10 +274,7 @@ class Exchanges:
             self.proto = proto
         ex = Exchange(self.count, proto, req)
         self.count += 1
-        self.items.append(ex)
-        if len(self.items) > EXCHANGES_MAX:
-            del self.items[0]
-            self.dropped += 1
+        self._keep(ex)
         self.cur = ex
         self.small_pending[0] = None
         return ex
@@ -257,7 +294,7 @@ class Exchanges:
             proto = self.proto or ("http" if apps.http_response(r.payload) else "")
             cur = Exchange(self.count, proto, {})
             self.count += 1
-            self.items.append(cur)
+            self._keep(cur)
             self.cur = cur
         if cur.resp_start is None:
             cur.resp_start, cur.resp_first = ts, r.num

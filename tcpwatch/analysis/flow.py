@@ -13,7 +13,8 @@ from typing import Final
 
 from ..capture.record import ACK, FIN, RST, SYN, PacketRecord, fmt_addr
 from . import events as E
-from .direction import DUP_IDS, SERIES_MAX, TSVAL_MAX, UNACKED_MAX, Direction
+from .budget import SHARED, Budget, EventLog
+from .direction import DUP_IDS, TSVAL_MAX, UNACKED_MAX, Direction
 from .exchange import Exchange, Exchanges
 from .handshake import Handshake
 from .lifecycle import Lifecycle
@@ -33,7 +34,6 @@ from .retrans import (
     ts_lt,
     ts_tick,
 )
-from .ring import ring_add
 from .rtt import HELD_MIN_NS
 from .seqspace import seq_diff, seq_gt, seq_le, seq_lt
 
@@ -45,7 +45,6 @@ DUP_WINDOW_NS: Final = 1_000_000
 # Wireshark: fast retransmission within 20 ms of dup ACKs
 FAST_RETRANS_WINDOW_NS: Final = 20_000_000
 OOO_DEFAULT_NS: Final = 3_000_000  # Wireshark: reordering threshold when the iRTT is unknown
-EVENTS_MAX: Final = 512  # analysis events kept per flow for the timeline (bounded memory)
 
 # Wireshark's flags, counted under its field names; tcpwatch's under its own (direction.py)
 _COUNTED: Final = [(bit, E.NAMES[bit]) for bit in (
@@ -77,7 +76,7 @@ class Flow:
                  "rst_closing", "rst_unanswered")
 
     def __init__(self, fid: int, r: PacketRecord, src_is_client: bool, roles_from: str,
-                 reused: bool = False) -> None:
+                 reused: bool = False, budget: Budget = SHARED) -> None:
         self.id = fid
         self.ipv = r.ipv
         a, b = (r.src, r.sport), (r.dst, r.dport)
@@ -89,12 +88,12 @@ class Flow:
         self.roles_from = roles_from  # "syn", "syn-ack", or the heuristic used (table.py)
         self.first_ts = self.last_ts = r.ts
         self.first_num = self.last_num = r.num
-        self.dirs = (Direction(), Direction())
+        self.dirs = (Direction(budget), Direction(budget))
         self.handshake = Handshake()
         self.life = Lifecycle()  # Zeek's conn_state and history (lifecycle.py)
-        self.events: list[tuple[int, int, int, int]] = []  # a ring (direction.ring_add)
+        self.events = EventLog(budget)  # the timeline, newest kept (budget.py)
         self.reused = reused  # this flow reuses a 4-tuple seen earlier (port reuse)
-        self.exchanges = Exchanges()  # request/response turns (exchange.py)
+        self.exchanges = Exchanges(budget)  # request/response turns (exchange.py)
         self.sack_seen = False  # a SACK block was seen (SACK in use even without the SYNs)
         self.new_resend: Resend | None = None  # the resend the current segment is, if any
         self.silence = 0  # ns since the connection's previous segment (the current one's wait)
@@ -171,7 +170,7 @@ class Flow:
                     E.FIN_SEEN if flags & FIN else 0) | (E.RST_SEEN if flags & RST else 0)
             else:
                 m_ev = m
-            ring_add(self.events, (ts, r.num, d, m_ev), EVENTS_MAX)
+            self.events.add(ts, r.num, d, m_ev)
         return m
 
     # ------------------------------------------------------------------------------------
@@ -481,21 +480,14 @@ class Flow:
                     fwd.stall_fast -= e.stall_ns
                 ex = e.exchange
                 if isinstance(ex, Exchange):
-                    ex.unstall(e.stall_kind, e.stall_ns, e.num)
+                    self.exchanges.unstall(ex, e.stall_kind, e.stall_ns, e.num)
                 e.stall_ns = 0
             self._mark_event(e.num, E.SPURIOUS_RESEND)
         e.verdict = verdict
 
     def _mark_event(self, num: int, bit: int) -> None:
         """Add a verdict that came later to a segment's entry in the timeline."""
-        evs = self.events
-        for i in range(len(evs) - 1, -1, -1):
-            ts, n, d, m = evs[i]
-            if n == num:
-                evs[i] = (ts, n, d, m | bit)
-                return
-            if n < num:
-                return
+        self.events.mark(num, bit)
 
     @staticmethod
     def _mark_resent(fwd: Direction, start: int, end: int) -> None:
@@ -605,7 +597,7 @@ class Flow:
                     fwd.wnd_min = w
                 if fwd.wnd_max is None or w > fwd.wnd_max:
                     fwd.wnd_max = w
-                ring_add(fwd.series, (ts, w), SERIES_MAX)
+                fwd.series.add(ts, w)
             if r.win == 0 and not flags & (SYN | FIN):
                 if fwd.zw_start is None:  # a zero-window episode begins (RFC 9293 3.8.6.1)
                     fwd.zw_start = ts
@@ -620,7 +612,7 @@ class Flow:
             inflight = seq_diff(fwd.nextseq, fwd.snd_una)
             if inflight >= 0:
                 fwd.inflight_last = inflight
-                ring_add(fwd.flight, (ts, inflight), SERIES_MAX)
+                fwd.flight.add(ts, inflight)
                 if inflight > fwd.inflight_max:
                     fwd.inflight_max = inflight
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from .ring import ring_add
+from .budget import SHARED, Budget, Series
 
 # RFC 6298 2: alpha = 1/8, beta = 1/4, K = 4; clock granularity G taken as 1 ms (Linux jiffy
 # granularity is 1-4 ms); RTO floor of 1 s (RFC 6298 2.4); initial RTO 1 s (2.1).
@@ -29,7 +29,6 @@ K: Final = 4
 G: Final = 0.001
 RTO_MIN: Final = 1.0
 RTO_INITIAL: Final = 1.0
-SERIES_MAX: Final = 1024  # RTT samples kept per direction for plots (bounded memory per flow)
 HELD_MIN_NS: Final = 100_000  # a held sample exceeds the path's base by at least this (0.1 ms)
 
 
@@ -37,7 +36,7 @@ class RttEstimator:
     __slots__ = ("srtt", "rttvar", "srtt_all", "rttvar_all", "rto", "n", "n_seq", "n_ts",
                  "n_held", "n_path", "min", "max", "sum", "last", "series")
 
-    def __init__(self) -> None:
+    def __init__(self, budget: Budget = SHARED) -> None:
         self.srtt: float | None = None  # the path's smoothed RTT, seconds (RFC 6298 2.2/2.3)
         self.rttvar: float | None = None  # ... and its variation
         self.srtt_all: float | None = None  # smoothed over every sample, held ones included
@@ -52,7 +51,8 @@ class RttEstimator:
         self.max: float | None = None
         self.sum = 0.0  # of the path's samples
         self.last: float | None = None
-        self.series: list[tuple[int, float, float]] = []  # a ring (direction.ring_add)
+        # (time, sample, the path's SRTT after it) for plots, bounded (budget.py)
+        self.series = Series(budget, two=True)
 
     def sample(self, r: float, ts: int, from_ts_echo: bool, held: bool = False) -> None:
         """Feed one RTT measurement r (seconds) taken at packet time ts (ns)."""
@@ -84,8 +84,9 @@ class RttEstimator:
         self.min = r if self.min is None or r < self.min else self.min
         self.max = r if self.max is None or r > self.max else self.max
         self.last = r
-        # (time, sample, the path's SRTT after it; None until a path sample exists)
-        ring_add(self.series, (ts, r, self.srtt if self.srtt is not None else r), SERIES_MAX)
+        # the SRTT is the sample itself until a path sample exists
+        smooth = self.srtt if self.srtt is not None else r
+        self.series.add(ts, int(r * 1e9), int(smooth * 1e9))
 
     @property
     def avg(self) -> float | None:

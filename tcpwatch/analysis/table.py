@@ -19,6 +19,7 @@ from collections.abc import Callable
 from typing import Final
 
 from ..capture.record import ACK, SYN, PacketRecord, fmt_addr
+from .budget import REPORT_MIB, Budget
 from .flow import Flow
 
 EPHEMERAL_MIN: Final = 32768
@@ -94,10 +95,11 @@ class FlowTable:
     `on_evict` (if set) sees each one before it goes."""
 
     __slots__ = ("flows", "active", "first_ts", "last_ts", "records", "max_flows", "next_id",
-                 "evicted", "on_evict")
+                 "evicted", "on_evict", "budget")
 
     def __init__(self, max_flows: int = MAX_FLOWS,
-                 on_evict: Callable[[Flow], None] | None = None) -> None:
+                 on_evict: Callable[[Flow], None] | None = None,
+                 budget_mib: float = REPORT_MIB) -> None:
         if max_flows < 1:
             raise ValueError("max_flows must be positive")
         self.flows: dict[int, Flow] = {}
@@ -109,6 +111,8 @@ class FlowTable:
         self.next_id = 0
         self.evicted = Evicted()
         self.on_evict = on_evict
+        # what grows with a connection's life, shared by all of them (budget.py)
+        self.budget = Budget(budget_mib)
 
     def feed(self, r: PacketRecord) -> tuple[Flow, int, int]:
         """Returns (flow, direction, analysis event mask)."""
@@ -136,12 +140,25 @@ class FlowTable:
         src_is_client, why = guess_src_is_client(r)
         fid = self.next_id
         self.next_id = fid + 1
-        fl = Flow(fid, r, src_is_client, why, reused)
+        fl = Flow(fid, r, src_is_client, why, reused, self.budget)
         self.flows[fid] = fl
         self.active[key] = fl
         if len(self.flows) > self.max_flows:
             self._evict(fl)
+        if self.budget.set_flows(len(self.flows)):
+            self.trim()
         return fl
+
+    def trim(self) -> None:
+        """Every connection to its share of the budget (the shares halved: budget.py)."""
+        b = self.budget
+        for fl in self.flows.values():
+            for d in fl.dirs:
+                d.series.fit(b.series_cap)
+                d.flight.fit(b.series_cap)
+                d.rtt.series.fit(b.series_cap)
+            fl.events.fit(b.events_cap)
+            fl.exchanges.fit(b.exchanges_cap)
 
     def _evict(self, keep: Flow) -> None:
         """Drop the least recently active tenth of the cap, finished connections first."""

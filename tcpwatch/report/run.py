@@ -8,17 +8,18 @@ from types import SimpleNamespace
 
 import orjson
 
+from ..analysis.budget import REPORT_MIB
 from ..analysis.diagnosis import diagnose_capture
 from ..analysis.summary import SCHEMA_VERSION, flow_summary
 from ..analysis.table import MAX_FLOWS, FlowTable
 from ..capture.session import Capture
 
 
-def analyse(capture: Capture, max_flows: int = MAX_FLOWS
+def analyse(capture: Capture, max_flows: int = MAX_FLOWS, budget_mib: float = REPORT_MIB
             ) -> tuple[FlowTable, BaseException | None]:
     """Feed every record to a FlowTable. An error from the capture is returned, not raised,
     so that everything analysed before it is still reported."""
-    table = FlowTable(max_flows)
+    table = FlowTable(max_flows, budget_mib=budget_mib)
     err = None
     # a file with our own decoder: decode and analyse on this thread (no hand-over), with the
     # cyclic GC paused: the trackers make no reference cycles (tested), and scanning millions
@@ -92,6 +93,8 @@ def build(table: FlowTable, capture: Capture, pred=None, lazy: bool = False) -> 
         },
         # connections past the flow cap (--max-flows), least recently active first: added up
         "evicted": table.evicted.as_dict(),
+        # what grows with connections' lives, and each one's share of it (budget.py)
+        "memory": table.budget.as_dict(),
         # half-open attempts (SYN, no answer) per server endpoint, listed and evicted
         "half_open": table.half_open(),
         "flows": flows,

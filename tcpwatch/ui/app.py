@@ -171,8 +171,11 @@ class MainScreen(Screen):
         # every frame is accounted for: packets = tcp + other + undecodable
         t.append(f" · {s.engine} · {fmt.count(s.packets)} pkts = {fmt.count(s.tcp)} tcp + "
                  f"{fmt.count(s.non_tcp)} other + {fmt.count(s.undecodable)} bad · "
-                 f"{fmt.size(s.bytes)} · now {fmt.per_s(s.pps)} pkt/s {fmt.rate(s.bps)} · "
-                 f"flows {s.flows_active} active / {fmt.count(s.flows_total)}")
+                 f"{fmt.size(s.bytes)} · ")
+        if s.mode != "file" or not s.done:
+            # "now" is the last second of capture time: a file read to its end has no now
+            t.append(f"now {fmt.per_s(s.pps)} pkt/s {fmt.rate(s.bps)} · ")
+        t.append(f"flows {s.flows_active} active / {fmt.count(s.flows_total)}")
         if s.evicted:
             t.append(f" (+{fmt.count(s.evicted)} evicted)", style="yellow")
         t.append(" · dropped ")

@@ -142,6 +142,14 @@ def overview_text(d: FlowDetail) -> Text:
     return t
 
 
+def kept_text(what: str, seen: int, kept: int, why: str) -> Text:
+    """'packets 1.2M seen, newest 200k kept' when the budget let some go."""
+    if kept >= seen:
+        return Text(f"{what} {fmt.count(seen)}, all kept")
+    return Text(f"{what} {fmt.count(seen)} seen, newest {fmt.count(kept)} kept ({why}; "
+                "--memory raises it)")
+
+
 class FlowScreen(Screen):
     BINDINGS = [
         Binding("escape", "back", "Back"),
@@ -164,6 +172,7 @@ class FlowScreen(Screen):
     FlowScreen #dissection { height: 1fr; border-top: solid $primary; }
     FlowScreen #reqs { height: 1fr; }
     FlowScreen #legend { height: 1; }
+    FlowScreen .kept { height: 1; color: $text-muted; }
     FlowScreen #diagbox { height: 1fr; border-top: solid $primary; }
     """
 
@@ -187,6 +196,7 @@ class FlowScreen(Screen):
                 yield PlotextPlot(id="p_thr")
                 yield PlotextPlot(id="p_win_s")
             with TabPane("Requests", id="requests"), Vertical():
+                yield Static(id="rqnote", classes="kept")
                 rq: DataTable = DataTable(id="reqs", cursor_type="row", zebra_stripes=True)
                 for label, key, w in (("#", "i", 4), ("request", "req", 34),
                                       ("answer", "resp", 12), ("total", "total", 9),
@@ -196,11 +206,13 @@ class FlowScreen(Screen):
                 yield Static(LEGEND, id="legend")
                 with VerticalScroll(id="diagbox"):
                     yield Static(id="diag")
-            with TabPane("Events", id="events"):
+            with TabPane("Events", id="events"), Vertical():
+                yield Static(id="evnote", classes="kept")
                 ev: DataTable = DataTable(id="ev", cursor_type="row", zebra_stripes=True)
                 ev.add_columns("time", "frame", "dir", "event")
                 yield ev
             with TabPane("Packets", id="packets"), Vertical():
+                yield Static(id="pknote", classes="kept")
                 pk: DataTable = DataTable(id="pkts", cursor_type="row", zebra_stripes=True)
                 for label, key, w in (("frame", "num", 7), ("time", "t", 10), ("dir", "d", 3),
                                       ("flags", "f", 6), ("seq", "seq", 10),
@@ -306,6 +318,9 @@ class FlowScreen(Screen):
     def _requests(self, d: FlowDetail) -> None:
         rq = self.query_one("#reqs", DataTable)
         exs = d.summary["exchanges"]
+        self.query_one("#rqnote", Static).update(kept_text(
+            "requests", len(exs) + d.summary["exchanges_dropped"], len(exs),
+            "the newest within the memory budget"))
         rq.clear()
         longest = max((x["breakdown"]["total"] or 0 for x in exs), default=0)
         scale = longest / BAR if longest else 0
@@ -339,6 +354,8 @@ class FlowScreen(Screen):
         self.query_one("#diag", Static).update(diag)
 
     def _events(self, d: FlowDetail) -> None:
+        self.query_one("#evnote", Static).update(kept_text(
+            "events", d.events_seen, len(d.events), "the newest within the memory budget"))
         ev = self.query_one("#ev", DataTable)
         ev.clear()
         for t, num, di, names in d.events:
@@ -356,6 +373,9 @@ class FlowScreen(Screen):
                        Text(text, style=style), key=f"{num}:{names}")
 
     def _packets(self, d: FlowDetail) -> None:
+        self.query_one("#pknote", Static).update(kept_text(
+            "packets", d.packets_seen, len(d.packets),
+            "the newest of the whole capture within the memory budget"))
         pk = self.query_one("#pkts", DataTable)
         wanted = {str(p[0]): p for p in d.packets}
         for key in [k for k in self.packet_keys if k not in wanted]:

@@ -1,96 +1,133 @@
-"""Memory is bounded by the flow cap, not by the capture: peak RSS of `tcpwatch report` over
-synthetic captures of short connections (SYN, SYN-ACK, ACK, request, response, FIN, FIN, ACK:
-8 packets each), streamed to its standard input so no file is needed. Prints packets,
-connections, wall time and peak RSS (wait4) for each size. Not a test: numbers.
+"""Memory is bounded whatever the capture: peak RSS of `tcpwatch report` and of the
+dashboard's capture process (worker.py, as `tcpwatch -r` runs it) over synthetic captures of
+the shapes that matter (shapes.py): many short connections, many long-lived ones, a few huge
+transfers, a SYN flood. Each measurement is a fresh process; the dashboard's is read from its
+worker's VmHWM when the file is fully read. Also prints each one's packets/s: the dashboard's
+load rate beside the report's on the same file. Not a test: numbers.
 
-    python tests/bench/bench_memory.py [connections ...]   (default: 125000 1000000 1250000)
+    python tests/bench/bench_memory.py [--quick] [--keep DIR]
 
-125,000 connections are 1M packets; 1,250,000 are 10M.
+The captures are written once to DIR (default /tmp/tcpwatch-bench-memory) and reused.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
-import struct
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
-REQ = b"GET /x HTTP/1.1\r\nHost: s\r\n\r\n"
-RESP = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+sys.path.insert(0, str(HERE))
+
+import shapes  # noqa: E402
+
+# (shape, connections, packets per connection, the dashboard too): the report on each
+FULL = [
+    ("short", 1_250_000, 8, False),  # 10M packets: the report's own bound
+    ("short", 250_000, 8, True),
+    ("long", 10_000, 1_000, True),
+    ("long", 1_500, 2_000, True),
+    ("huge", 4, 1_000_000, True),
+    ("synflood", 1_000_000, 1, True),
+]
+QUICK = [("short", 50_000, 8, True), ("long", 1_000, 500, True), ("huge", 2, 100_000, True),
+         ("synflood", 100_000, 1, True)]
 
 
-def frame(src: bytes, dst: bytes, sp: int, dp: int, seq: int, ack: int, flags: int,
-          data: bytes = b"") -> bytes:
-    tcp = struct.pack("!HHIIBBHHH", sp, dp, seq, ack, 5 << 4, flags, 65535, 0, 0) + data
-    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(tcp), 0, 0x4000, 64, 6, 0, src,
-                     dst) + tcp
-    return b"\x02" * 6 + b"\x04" * 6 + b"\x08\x00" + ip
+def capture(folder: Path, shape: str, conns: int, per: int) -> Path:
+    p = folder / f"{shape}-{conns}x{per}.pcap"
+    if not p.exists():
+        tmp = p.with_suffix(".part")
+        shapes.write(open(tmp, "wb"), shape, conns, per)
+        tmp.rename(p)
+    return p
 
 
-def write_capture(out, conns: int) -> None:
-    out.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 262144, 1))
-    t = 1_700_000_000_000_000  # microseconds
-    srv = bytes([10, 9, 0, 1])
-    rec = struct.Struct("<IIII")
-    buf = []
-    for i in range(conns):
-        cli = bytes([10, 1 + (i >> 16) % 200, (i >> 8) & 255, i & 255])
-        sp = 10000 + i % 50000
-        c, s = 1000, 5000
-        pk = [(cli, srv, sp, 80, c, 0, 0x02, b""), (srv, cli, 80, sp, s, c + 1, 0x12, b""),
-              (cli, srv, sp, 80, c + 1, s + 1, 0x10, b""),
-              (cli, srv, sp, 80, c + 1, s + 1, 0x18, REQ),
-              (srv, cli, 80, sp, s + 1, c + 1 + len(REQ), 0x18, RESP),
-              (cli, srv, sp, 80, c + 1 + len(REQ), s + 1 + len(RESP), 0x11, b""),
-              (srv, cli, 80, sp, s + 1 + len(RESP), c + 2 + len(REQ), 0x11, b""),
-              (cli, srv, sp, 80, c + 2 + len(REQ), s + 2 + len(RESP), 0x10, b"")]
-        for a, b, x, y, q, k, f, d in pk:
-            fr = frame(a, b, x, y, q, k, f, d)
-            buf.append(rec.pack(t // 1_000_000, t % 1_000_000, len(fr), len(fr)) + fr)
-            t += 25  # 40,000 packets per second of capture time
-        if len(buf) > 4096:
-            out.write(b"".join(buf))
-            buf = []
-    out.write(b"".join(buf))
-    out.close()
+def run_report(path: Path) -> dict:
+    """From a fresh, small process: Linux starts a forked child's peak RSS from its parent's
+    pages, so a parent holding the last report would inflate the next."""
+    one = subprocess.run([sys.executable, __file__, "--one", str(path)], capture_output=True,
+                         text=True, check=True)
+    return json.loads(one.stdout)
 
 
-def measure(conns: int) -> tuple[int, float, float, int, int]:
-    p = subprocess.Popen([sys.executable, "-m", "tcpwatch", "report", "-r", "-", "--json"],
-                         stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                         stderr=subprocess.DEVNULL, cwd=ROOT)
+def _report(path: Path) -> dict:
     t0 = time.perf_counter()
-    w = threading.Thread(target=write_capture, args=(p.stdin, conns))
-    w.start()
+    p = subprocess.Popen([sys.executable, "-m", "tcpwatch", "report", "-r", str(path),
+                          "--json"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                         cwd=ROOT)
     out = p.stdout.read()
-    w.join()
-    _, _, ru = os.wait4(p.pid, 0)
+    _, status, ru = os.wait4(p.pid, 0)
+    secs = time.perf_counter() - t0
     rep = json.loads(out)
-    return (rep["totals"]["packets"], time.perf_counter() - t0, ru.ru_maxrss / 1024,
-            len(rep["flows"]), rep["evicted"]["flows"])
+    return {"packets": rep["totals"]["packets"], "secs": secs, "rss": ru.ru_maxrss / 1024,
+            "listed": len(rep["flows"]), "evicted": rep["evicted"]["flows"]}
+
+
+def run_dashboard(path: Path) -> dict:
+    """The dashboard's worker as `tcpwatch -r FILE` starts it (worker.RemoteMonitor), with
+    no terminal: the UI's part is receiving the snapshots."""
+    code = r"""
+import json, sys, time
+from tcpwatch.worker import RemoteMonitor
+from tcpwatch.monitor import ViewSpec
+m = RemoteMonitor({"engine": "fast", "file": sys.argv[1]}, mode="file", procmap=False,
+                  saved=sys.argv[1])
+m.view = ViewSpec()
+t0 = time.perf_counter()
+m.start()
+while True:
+    s = m.latest
+    if s is not None and s.done:
+        break
+    if m.failed:
+        raise SystemExit(m.failed)
+    time.sleep(0.05)
+secs = time.perf_counter() - t0
+hwm = 0.0
+for line in open(f"/proc/{m._proc.pid}/status"):
+    if line.startswith("VmHWM:"):
+        hwm = int(line.split()[1]) / 1024
+print(json.dumps({"packets": s.packets, "secs": secs, "rss": hwm, "listed": s.flows_total,
+                  "evicted": s.evicted, "read_pps": s.read_pps}))
+m.stop()
+"""
+    out = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True,
+                         text=True, cwd=ROOT, check=True, timeout=3600)
+    return json.loads(out.stdout)
 
 
 def main() -> None:
-    if sys.argv[1:2] == ["--one"]:  # one measurement, in a process of its own (see below)
-        print(json.dumps(measure(int(sys.argv[2]))))
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true", help="small sizes (a minute)")
+    ap.add_argument("--keep", default="/tmp/tcpwatch-bench-memory", metavar="DIR")
+    ap.add_argument("--one", metavar="FILE", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.one:
+        print(json.dumps(_report(Path(args.one))))
         return
-    sizes = [int(x) for x in sys.argv[1:]] or [125_000, 1_000_000, 1_250_000]
-    print(f"| {'connections':>11} | {'packets':>10} | {'seconds':>7} | {'packets/s':>9} | "
-          f"{'listed':>6} | {'evicted':>9} | {'peak RSS':>9} |")
-    print("|------------:|-----------:|--------:|----------:|-------:|----------:|----------:|")
-    for n in sizes:
-        # each size from a fresh, small process: Linux keeps a forked child's peak RSS from
-        # the parent's pages, so a parent holding the last report would inflate the next
-        one = subprocess.run([sys.executable, __file__, "--one", str(n)], capture_output=True,
-                             text=True, check=True)
-        pk, secs, rss, listed, ev = json.loads(one.stdout)
-        print(f"| {n:11,} | {pk:10,} | {secs:7.1f} | {pk / secs:9,.0f} | {listed:6,} | "
-              f"{ev:9,} | {rss:5.0f} MiB |", flush=True)
+    folder = Path(args.keep)
+    folder.mkdir(parents=True, exist_ok=True)
+    print("| shape | connections x packets | packets | run | seconds | packets/s | "
+          "vs report | listed | evicted | peak RSS |")
+    print("|---|---:|---:|---|---:|---:|---:|---:|---:|---:|")
+    for shape, conns, per, dash in (QUICK if args.quick else FULL):
+        path = capture(folder, shape, conns, per)
+        rep = run_report(path)
+        runs = [("report", rep)]
+        if dash:
+            runs.append(("dashboard", run_dashboard(path)))
+        for who, r in runs:
+            rate = r["packets"] / r["secs"]
+            vs = rate / (rep["packets"] / rep["secs"])
+            print(f"| {shape} | {conns:,} x {per:,} | {r['packets']:,} | {who} | "
+                  f"{r['secs']:.1f} | {rate:,.0f} | {vs:.2f}x | {r['listed']:,} | "
+                  f"{r['evicted']:,} | {r['rss']:.0f} MiB |", flush=True)
 
 
 if __name__ == "__main__":
