@@ -164,8 +164,13 @@ def test_help_explains_every_column_and_badge():
 
 @pytest.fixture
 def own_signals():
-    """The handlers of SIGINT, SIGTERM and SIGHUP as they were, put back after the test."""
+    """The handlers of SIGINT, SIGTERM and SIGHUP as they were, put back after the test; the
+    test starts from the defaults (a suite started by nohup or in a background job inherits
+    SIGHUP or SIGINT ignored, and the dashboard rightly leaves an ignored signal ignored)."""
     saved = {sig: signal.getsignal(sig) for sig in ExitSignals.SIGNALS}
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_DFL)
     yield
     for sig, handler in saved.items():
         signal.signal(sig, handler)
