@@ -14,6 +14,7 @@ from typing import Protocol
 from rich.text import Text
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
+from textual.css.query import NoMatches
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Input, Static
 
@@ -416,11 +417,14 @@ class TcpwatchApp(App):
         self._applied = s.seq
         self.applied_snapshots += 1
         t0 = time.perf_counter()
-        with self.batch_update():
-            main = self._main()
-            if main is not None and main.is_mounted:
-                main.show(s, self.paused)
-            from .flow_screen import FlowScreen
-            if isinstance(self.screen, FlowScreen):
-                self.screen.show(s)
+        from .flow_screen import FlowScreen
+        try:
+            with self.batch_update():
+                main = self._main()
+                if main is not None and main.is_mounted:
+                    main.show(s, self.paused)
+                if isinstance(self.screen, FlowScreen):
+                    self.screen.show(s)
+        except NoMatches:  # the app is closing: its screens' widgets are already gone
+            return
         self.apply_seconds += time.perf_counter() - t0
