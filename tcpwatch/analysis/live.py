@@ -34,7 +34,6 @@ class LiveFeed:
         self.kept_bytes = 0
         self.seen = 0  # packets fed; len(packets) of them are kept
         self.packets: deque[PacketRecord] = deque()  # the newest, oldest first
-        self.first_kept = 0  # frame number of the oldest kept (0: none let go yet)
         self.rates: dict[int, tuple[RateBins, RateBins]] = {}  # per direction
         self.dirty: set[int] = set()  # connections that saw packets since the last snapshot
         self.total = RateBins(maxlen=8)
@@ -67,8 +66,6 @@ class LiveFeed:
                 kept -= RECORD_BYTES + len(old.payload)
         self.seen += len(batch)
         self.kept_bytes = kept
-        if packets:
-            self.first_kept = packets[0].num
 
     def packets_of(self, fl: Flow) -> list[PacketRecord]:
         """The kept packets of one connection, oldest first (a scan of the queue from the
