@@ -25,6 +25,7 @@ from ..capture.record import ACK, PacketRecord
 from . import apps
 from . import events as E
 from .budget import SHARED, Budget
+from .handshake import Handshake
 
 # a held-back segment waits at least this long (delayed ACK >= 40 ms)
 NAGLE_GAP_NS: Final = 10_000_000
@@ -143,7 +144,7 @@ class Exchanges:
         self.last_data_dir = d
         if r.plen > self.max_seg[d]:
             self.max_seg[d] = r.plen
-        if r.plen < self._mss(flow, d):
+        if r.plen < self._mss(flow.handshake, d):
             # what the receiver's window allowed beyond it (RFC 9293 3.8.6): a next segment
             # past that waited for the window, not for Nagle
             snd, rcv = flow.dirs[d], flow.dirs[1 - d]
@@ -153,15 +154,20 @@ class Exchanges:
         else:
             self.small_pending[d] = None
 
-    def _mss(self, flow, d: int) -> int:
+    def _mss(self, hs: Handshake, d: int) -> int:
         """The largest segment sender d may send: the smaller MSS option of the handshake
         (RFC 9293 3.7.1: the peer's bound, and its own link's), less the timestamp option
         (RFC 7323 3); without a handshake, the largest it has sent (at least 536)."""
-        hs = flow.handshake
-        opts = [m for m in (hs.client.mss, hs.server.mss) if m]
-        if opts:
-            return min(opts) - (12 if hs.client.timestamps and hs.server.timestamps else 0)
-        return max(self.max_seg[d], 536)
+        c, s = hs.client.mss, hs.server.mss
+        if c and s:
+            m = c if c < s else s
+        elif c:
+            m = c
+        elif s:
+            m = s
+        else:
+            return max(self.max_seg[d], 536)
+        return m - (12 if hs.client.timestamps and hs.server.timestamps else 0)
 
     def _nagle(self, r: PacketRecord, d: int, ts: int, flow, cur: Exchange) -> None:
         """Nagle's algorithm (RFC 896, RFC 9293 3.7.4) holds a small segment while an earlier
@@ -177,7 +183,7 @@ class Exchanges:
         if ack != sp_end or ack_ts < sp_ts or ts - sp_ts < NAGLE_GAP_NS:
             return
         end = (r.seq + r.plen) & 0xFFFFFFFF
-        if r.plen >= self._mss(flow, d):
+        if r.plen >= self._mss(flow.handshake, d):
             return  # Nagle never holds a full-sized segment (RFC 1122 4.2.3.4)
         if room >= 0 and 0 < ((end - room) & 0xFFFFFFFF) < 0x80000000:
             return  # past the receiver's window: flow control held it

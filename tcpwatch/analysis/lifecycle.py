@@ -100,6 +100,13 @@ HIST_MULTI_FLAG: Final = 0x40  # Q
 
 M32: Final = 0xFFFFFFFF
 M64: Final = 0xFFFFFFFFFFFFFFFF
+SMALL: Final = 1 << 61  # below this an int is a compiled machine word: no masking needed
+
+
+def u64(x: int) -> int:
+    """x as Zeek's uint64 arithmetic leaves it (x & M64), without the long-integer
+    operation for the values every connection has (non-negative and small)."""
+    return x if 0 <= x < SMALL else x & M64
 TOO_LARGE_SEQ_DELTA: Final = 1048576  # TCPSessionAdapter.cc: a SYN/RST this far off is ignored
 MAX_ABOVE_HOLE_WITHOUT_ACKS: Final = 16384  # init-bare.zeek tcp_max_above_hole_without_any_acks
 MAX_INITIAL_WINDOW: Final = 16384  # init-bare.zeek tcp_max_initial_window
@@ -167,8 +174,8 @@ class Endpoint:
             wraps += 1
         if wraps == 0:
             delta = seq_diff(cur, self.start_seq)
-            return delta & M64, delta < 0
-        return ((wraps << 32) + cur - self.start_seq) & M64, False
+            return u64(delta), delta < 0
+        return u64((wraps << 32) + cur - self.start_seq), False
 
     def init_seq(self, start: int, last: int) -> None:
         self.start_seq = start & M32
@@ -277,7 +284,7 @@ class Lifecycle:
             self._zero_window(d, e)
         if fin:
             e.fin_cnt += 1
-            e.fin_seq = (rel_seq + seg_len) & M64
+            e.fin_seq = u64(rel_seq + seg_len)
         rel_ack = 0
         if ackf:
             if peer.state == INACTIVE:  # init_peer: number the peer as if its SYN was seen
@@ -300,7 +307,7 @@ class Lifecycle:
         if plen and not rst and not underflow:
             kept = len(r.payload)  # 0: a record without payload bytes (hand-built, pyshark)
             if kept == 0 or kept >= min(plen, PAYLOAD_PREFIX):  # not cut by the snaplen
-                self._data_sent(e, (rel_seq + 1 if syn else rel_seq) & M64, plen)
+                self._data_sent(e, u64(rel_seq + 1 if syn else rel_seq), plen)
         self.seen_first |= 1 if is_orig else 2
         self._tcpwatch_close(r, d, e, peer, syn, fin, rst, ackf)
 
@@ -337,7 +344,7 @@ class Lifecycle:
                     self._add(d, code)
                 e.last_syn = rel_seq
             elif fin:  # a FIN's sequence number is the one after its data
-                fin_at = (rel_seq + plen) & M64
+                fin_at = u64(rel_seq + plen)
                 if self._check(d, HIST_FIN, "F") and fin_at != e.last_fin:
                     self._add(d, "F")
                 e.last_fin = fin_at
@@ -419,7 +426,7 @@ class Lifecycle:
     def _ack_received(self, d: int, e: Endpoint, peer: Endpoint, seq: int) -> None:
         """TCP_Reassembler::AckReceived for e's data (e sent in direction d), then Trim."""
         if e.fin_cnt > 0 and seq >= e.fin_seq:
-            seq = (e.fin_seq - 1) & M64  # the FIN takes no content
+            seq = u64(e.fin_seq - 1)  # the FIN takes no content
         if seq <= e.trim_seq:
             return
         if seq > e.reassem_seq:
@@ -451,20 +458,27 @@ class Lifecycle:
         if e.skip:
             return
         hi = lo + n
-        acked = ((e.ack_wraps << 32) + e.ack_seq - e.start_seq) & M64
+        acked = u64((e.ack_wraps << 32) + e.ack_seq - e.start_seq)
         if lo < acked:
             if hi <= acked:
                 return
             lo = acked
         if hi > e.trim_seq and hi > e.reassem_seq:
             lo = max(lo, e.trim_seq, e.reassem_seq)
-            e.above_bytes += _add_range(e.above, lo, hi)
-            if e.above[0][0] == e.reassem_seq:  # fills the leading hole: deliver
-                blo, bhi = e.above.pop(0)
-                e.above_bytes -= bhi - blo
-                e.reassem_seq = bhi
+            if lo == e.reassem_seq and not e.above:
+                # in order, nothing held above: delivered at once (the same as adding the
+                # block and delivering it, without the block)
+                e.reassem_seq = hi
                 if e.no_data_acked() and self._size(e) > MAX_INITIAL_WINDOW:
-                    e.trim_seq = e.reassem_seq  # peer's ACKs unseen: do not hold data
+                    e.trim_seq = e.reassem_seq
+            else:
+                e.above_bytes += _add_range(e.above, lo, hi)
+                if e.above[0][0] == e.reassem_seq:  # fills the leading hole: deliver
+                    blo, bhi = e.above.pop(0)
+                    e.above_bytes -= bhi - blo
+                    e.reassem_seq = bhi
+                    if e.no_data_acked() and self._size(e) > MAX_INITIAL_WINDOW:
+                        e.trim_seq = e.reassem_seq  # peer's ACKs unseen: do not hold data
         if e.no_data_acked() and e.above and \
                 e.above[-1][1] - e.reassem_seq > MAX_ABOVE_HOLE_WITHOUT_ACKS:
             e.above.clear()
@@ -483,7 +497,7 @@ class Lifecycle:
             return 0  # a half-open connection discovered and aborted
         last = (e.seq_wraps << 32) + e.last_seq
         ack = (e.ack_wraps << 32) + e.ack_seq
-        size = ((last if last > ack else ack) - e.start_seq) & M64
+        size = u64((last if last > ack else ack) - e.start_seq)
         if size:
             size -= 1  # the SYN
         if e.fin_cnt > 0 and size:

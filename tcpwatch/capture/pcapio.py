@@ -61,6 +61,15 @@ def _u32(b: bytes, i: int, le: bool) -> int:
     return b[i] << 24 | b[i + 1] << 16 | b[i + 2] << 8 | b[i + 3]
 
 
+def _times(x: int, m: int) -> int:
+    """x * m for x >= 0 and 0 <= m < 2**30. Compiled, a product stays a machine word only
+    when both factors are below 2**30 (mypyc's overflow check): a timestamp in micro- or
+    nanoseconds is not, and took the long-integer path for every frame."""
+    if x < 1 << 30:
+        return x * m
+    return (_times(x >> 30, m) << 30) + (x & 0x3FFFFFFF) * m
+
+
 def _u64(b: bytes, i: int, le: bool) -> int:
     if le:
         return _u32(b, i + 4, True) << 32 | _u32(b, i, True)
@@ -116,7 +125,8 @@ class Reader:
             if not more:
                 return False
             self.base += self.pos
-            self.buf = self.buf[self.pos:] + more
+            # (nothing left over, the usual case on a pipe: no copy)
+            self.buf = more if self.pos == len(self.buf) else self.buf[self.pos:] + more
             self.pos = 0
         return True
 
@@ -172,7 +182,7 @@ class Reader:
         sec = _u32(b, p, le)
         frac = _u32(b, p + 4, le)
         wire = _u32(b, p + 12, le)
-        self.ts = sec * 1_000_000_000 + (frac if self.nanos else frac * 1000)
+        self.ts = _times(sec, 1_000_000_000) + (frac if self.nanos else frac * 1000)
         self.start = p + 16
         self.caplen = caplen
         self.wire_len = wire if wire > caplen else caplen
@@ -210,7 +220,7 @@ class Reader:
                 link, mul, div, off = self._ifaces[ifid]
                 wire = _u32(b, p + 24, le)
                 stamp = _u32(b, p + 12, le) << 32 | _u32(b, p + 16, le)
-                self.ts = (stamp * mul if div == 1 else stamp * mul // div) + off
+                self.ts = (_times(stamp, mul) if div == 1 else stamp * mul // div) + off
                 self.link = link
                 self.start = p + 28
                 self.caplen = caplen

@@ -90,8 +90,29 @@ class Capture:
                                       save=self.save, limit=limit)
 
     def iter_batches(self) -> Iterator[list[PacketRecord]]:
-        """The records, in batches, on the caller's own thread (files: no hand-over cost)."""
+        """The records, in batches, on the caller's own thread: no hand-over between threads.
+        A file, or a live capture with the fast engine (`direct_live`): reading, decoding and
+        analysing on one thread, there is nobody to wait for the interpreter's lock (two
+        threads did: the reader, let go of it around every read, waited up to a switch
+        interval to get it back while dumpcap's pipe filled). A live capture read this way
+        ends at request_stop() (or --duration, --count), at dumpcap's end."""
+        if self.iface is not None:
+            self.started = time.monotonic()
+            self._arm_timer()
         return self._batches()
+
+    @property
+    def direct_live(self) -> bool:
+        """A live capture that iter_batches() can read on the caller's thread (the fast
+        engine: its reads wait at most 200 ms before looking at the stop)."""
+        return self.iface is not None and self.engine == "fast"
+
+    def _arm_timer(self) -> None:
+        if self.duration is not None:
+            # a live capture with no traffic still ends on time
+            timer = threading.Timer(self.duration, self._stop.set)
+            timer.daemon = True
+            timer.start()
 
     def flush_saved(self) -> str | None:
         """Make the saved copy (-w) readable up to the packets seen so far; returns the
@@ -148,11 +169,7 @@ class Capture:
         self._thread = threading.Thread(target=self._run, name="tcpwatch-capture",
                                         daemon=True)
         self._thread.start()
-        if self.duration is not None:
-            # a live capture with no traffic still ends on time
-            timer = threading.Timer(self.duration, self._stop.set)
-            timer.daemon = True
-            timer.start()
+        self._arm_timer()
         return self
 
     def batches(self, timeout: float | None = None) -> Iterator[list[PacketRecord]]:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import gc
 import re
+import signal
+import threading
 from types import SimpleNamespace
 
 import orjson
@@ -28,6 +30,11 @@ def analyse(capture: Capture, max_flows: int = MAX_FLOWS, budget_mib: float = RE
     paused = direct and gc.isenabled()
     if paused:
         gc.disable()
+    # live with our own decoder: on this thread too (session.Capture.iter_batches); the first
+    # signal asks dumpcap to stop, and what it still has (its drop counter last) is read
+    live_direct = capture.direct_live and threading.current_thread() is threading.main_thread()
+    if live_direct:
+        return _analyse_live_direct(capture, table)
     if not direct:
         capture.start()
     try:
@@ -49,6 +56,38 @@ def analyse(capture: Capture, max_flows: int = MAX_FLOWS, budget_mib: float = RE
             gc.enable()
         if not direct:
             capture.stop()
+    return table, err
+
+
+def _analyse_live_direct(capture: Capture, table: FlowTable
+                         ) -> tuple[FlowTable, BaseException | None]:
+    """A live capture read, decoded and analysed on this (the main) thread. A signal that
+    would end the report (SIGINT, SIGTERM, SIGHUP: cli.py) stops the capture instead of
+    interrupting whatever runs: dumpcap ends, and the packets it still has are analysed; a
+    second one interrupts at once."""
+    stopped: list[int] = []
+
+    def stop(signum: int, _frame) -> None:
+        if stopped:
+            raise KeyboardInterrupt
+        stopped.append(signum)
+        capture.request_stop()
+
+    handled = [s for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+               if signal.getsignal(s) not in (signal.SIG_IGN, None)]
+    before = {s: signal.signal(s, stop) for s in handled}
+    err: BaseException | None = None
+    try:
+        for batch in capture.iter_batches():
+            table.feed_all(batch)
+    except BaseException as e:  # noqa: BLE001 - reported by the caller, after the results
+        err = e
+    finally:
+        for s, h in before.items():
+            signal.signal(s, h)
+        capture.stop()
+    if err is None and stopped:
+        err = KeyboardInterrupt()
     return table, err
 
 
