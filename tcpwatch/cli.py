@@ -96,6 +96,11 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--duration", type=_positive(float), metavar="S",
                    help="stop a live capture after S seconds")
     r.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    r.add_argument("--by", choices=("service", "endpoint", "process"), metavar="GROUP",
+                   help="instead of one line per connection, one per service (server "
+                        "address:port and protocol), endpoint (HTTP route, Redis command, DNS "
+                        "query type, TLS name) or local process (live): requests, errors, "
+                        "p50/p90/p99/max, think and network time, churn, the main cause")
     r.add_argument("--limit", type=int, default=200, metavar="N",
                    help="text table: show at most N connections (0: all; default 200)")
     return p
@@ -160,12 +165,19 @@ def cmd_report(args: argparse.Namespace) -> int:
     paused = file is not None and gc.isenabled()
     if paused:
         gc.disable()
+    procs = None
+    if args.iface is not None:  # live: which local process served and sent each request
+        from .procmap import FlowProcs, ProcMap
+        procs = FlowProcs(ProcMap().start())
     try:
         try:
-            table, err = run.analyse(capture, args.max_flows, args.memory or REPORT_MIB)
+            table, err = run.analyse(capture, args.max_flows, args.memory or REPORT_MIB,
+                                     procs)
         finally:
             if progress is not None:
                 progress.stop()
+            if procs is not None:
+                procs.pm.stop()
         if isinstance(err, KeyboardInterrupt):
             err = None  # Ctrl+C ends a live capture: report what was seen
         if isinstance(err, UserError) and not table.flows and not capture.stats.packets:
@@ -173,6 +185,8 @@ def cmd_report(args: argparse.Namespace) -> int:
         report = run.build(table, capture, pred, lazy=args.json)
         if args.json:
             run.write_json(report, sys.stdout)
+        elif args.by:
+            print(text.render_groups(report, args.by, None if args.limit == 0 else args.limit))
         else:
             print(text.render(report, None if args.limit == 0 else args.limit))
     finally:

@@ -27,7 +27,7 @@ from .analysis.summary import flow_resent, flow_srtt, flow_summary
 from .analysis.table import HALF_OPEN_FOLD, HALF_OPEN_STATE, MAX_FLOWS, FlowTable
 from .capture.record import FLAG_LETTERS, PacketRecord, fmt_addr
 from .capture.session import Capture
-from .procmap import ProcInfo, ProcMap
+from .procmap import FlowProcs, ProcInfo, ProcMap
 from .viewfilter import FilterError, compile_filter
 
 __all__ = ["FilterError", "compile_filter", "Monitor", "Snapshot", "ViewSpec", "FlowRow"]
@@ -196,7 +196,8 @@ class Monitor:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._rates = self.live.rates
-        self._proc: dict[int, tuple[ProcInfo | None, ProcInfo | None]] = {}
+        # each connection's local processes, sticky (procmap.FlowProcs)
+        self._fprocs = FlowProcs(procmap) if procmap is not None else None
         self._rows: dict[int, FlowRow] = {}  # flow id -> its current row
         self._nob: set[int] = set()  # ... whose row has no badges yet (_with_badges)
         self._names: dict[int, tuple] = {}  # flow id -> its endpoints as text
@@ -218,8 +219,10 @@ class Monitor:
         """The flow table evicted this connection (its cap): drop what we keep beside it."""
         fid = fl.id
         self.live.forget(fid)
-        for d in (self._proc, self._rows, self._names):
+        for d in (self._rows, self._names):
             d.pop(fid, None)
+        if self._fprocs is not None:
+            self._fprocs.forget(fid)
         self._nob.discard(fid)
 
     # ---- thread control ---------------------------------------------------------------
@@ -349,19 +352,8 @@ class Monitor:
 
     def _procs_for(self, fl: Flow) -> tuple[ProcInfo | None, ProcInfo | None]:
         """Sticky: once a side is matched it keeps its process (flows outlive sockets)."""
-        have = self._proc.get(fl.id)
-        if have is not None and have[0] is not None and have[1] is not None:
-            return have
-        pm = self.procmap
-        if pm is None:
-            return (None, None)
-        (ca, cp), (sa, sp) = fl.client, fl.server
-        ca_s, sa_s = fmt_addr(ca), fmt_addr(sa)
-        c = have[0] if have and have[0] is not None else pm.lookup(ca_s, cp, sa_s, sp)
-        s = have[1] if have and have[1] is not None else pm.lookup(sa_s, sp, ca_s, cp)
-        got = (c, s)
-        self._proc[fl.id] = got
-        return got
+        fp = self._fprocs
+        return (None, None) if fp is None else fp.of(fl)
 
     def _with_badges(self, rows: list[FlowRow]) -> list[FlowRow]:
         """The rows with their badges. A badge is the diagnosis of the connection (14 us
@@ -600,7 +592,8 @@ class Monitor:
             ack = (r.ack - base[1 - d]) & M32 if r.flags & 0x10 else 0
             pk.append((r.num, rel(r.ts), d, flags_text(r.flags), (r.seq - base[d]) & M32, ack,
                        r.plen, r.win, ev_by_num.get(r.num, ()), describe(r.payload)))
-        c, s = self._proc.get(fl.id, (None, None))
+        c, s = self._fprocs.known.get(fl.id, (None, None)) if self._fprocs is not None \
+            else (None, None)
         return FlowDetail(
             id=fl.id, version=fl.last_num, summary=flow_summary(fl), client_proc=c,
             server_proc=s, t0=t0 / 1e9, rtt=rtt, window=window, flight=flight,

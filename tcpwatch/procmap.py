@@ -154,3 +154,52 @@ class ProcMap:
         if self._thread is not None:
             self._thread.join(timeout=5)
             self._thread = None
+
+
+def proc_label(p: ProcInfo | None) -> str:
+    """A process as the views name it: "nginx (1234)"; "" when not known."""
+    if p is None:
+        return ""
+    return p.name if p.pid is None else f"{p.name} ({p.pid})"
+
+
+class FlowProcs:
+    """The local processes of each connection's two ends, sticky: once an end is matched it
+    keeps its process (a short connection's socket is gone by the next refresh). Duck-typed
+    connections (analysis.flow.Flow: id, client, server), so nothing here imports analysis."""
+
+    MAX = 200_000  # connections remembered; past it the oldest half is forgotten
+
+    def __init__(self, pm: ProcMap) -> None:
+        self.pm = pm
+        self.known: dict[int, tuple[ProcInfo | None, ProcInfo | None]] = {}
+
+    def of(self, flow) -> tuple[ProcInfo | None, ProcInfo | None]:
+        have = self.known.get(flow.id)
+        if have is not None and have[0] is not None and have[1] is not None:
+            return have
+        (ca, cp), (sa, sp) = flow.client, flow.server
+        ca_s, sa_s = _addr_text(ca), _addr_text(sa)
+        c = have[0] if have and have[0] is not None else self.pm.lookup(ca_s, cp, sa_s, sp)
+        s = have[1] if have and have[1] is not None else self.pm.lookup(sa_s, sp, ca_s, cp)
+        got = (c, s)
+        if len(self.known) >= self.MAX:
+            for k in list(self.known)[: self.MAX // 2]:
+                del self.known[k]
+        self.known[flow.id] = got
+        return got
+
+    def forget(self, fid: int) -> None:
+        self.known.pop(fid, None)
+
+    def served(self, flow) -> str:
+        """The local process that answered the connection's requests (its server end)."""
+        return proc_label(self.of(flow)[1])
+
+    def sent(self, flow) -> str:
+        """The local process that sent them (its client end)."""
+        return proc_label(self.of(flow)[0])
+
+
+def _addr_text(a: bytes) -> str:
+    return str(ipaddress.ip_address(a))

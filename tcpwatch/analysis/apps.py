@@ -121,12 +121,18 @@ def redis_reply(p: bytes) -> dict | None:
     return out
 
 
-def _qname(p: bytes, i: int) -> str | None:
+QTYPES: Final = {1: "A", 2: "NS", 5: "CNAME", 6: "SOA", 12: "PTR", 15: "MX", 16: "TXT",
+                  28: "AAAA", 33: "SRV", 35: "NAPTR", 43: "DS", 48: "DNSKEY", 64: "SVCB",
+                  65: "HTTPS", 252: "AXFR", 251: "IXFR", 255: "ANY"}  # RFC 1035 3.2.2, IANA
+
+
+def _qname(p: bytes, i: int) -> tuple[str, int] | None:
+    """The question's name (RFC 1035 4.1.2) and the index just after it."""
     labels: list[str] = []
     while i < len(p):
         n = p[i]
         if n == 0:
-            return ".".join(labels) or "."
+            return ".".join(labels) or ".", i + 1
         if n & 0xC0:
             return None  # a compressed name in a question is not expected
         labels.append(p[i + 1:i + 1 + n].decode("latin-1"))
@@ -143,11 +149,15 @@ def dns_message(p: bytes) -> dict | None:
     qdcount = int.from_bytes(msg[4:6], "big")
     if qdcount != 1:
         return None
-    name = _qname(msg, 12)
-    if name is None:
+    q = _qname(msg, 12)
+    if q is None:
         return None
-    out = {"id": int.from_bytes(msg[0:2], "big"), "query": name,
-           "response": bool(flags & 0x8000)}
+    name, end = q
+    out: dict = {"id": int.from_bytes(msg[0:2], "big"), "query": name,
+                 "response": bool(flags & 0x8000)}
+    if end + 2 <= len(msg):
+        qt = int.from_bytes(msg[end:end + 2], "big")
+        out["qtype"] = QTYPES.get(qt, f"TYPE{qt}")  # RFC 3597 spelling of unknown types
     if out["response"]:
         out["rcode"] = RCODES.get(flags & 0xF, str(flags & 0xF))
     return out

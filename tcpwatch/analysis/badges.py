@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from .diagnosis import BADGE, diagnose_flow
+from .diagnosis import BADGE, Finding, diagnose_flow
 from .flow import Flow
 
 ERROR: Final = "error"
@@ -86,10 +86,13 @@ BADGES: dict[str, tuple[str, str, str]] = {
 SEVERITY_ORDER: Final = {ERROR: 0, WARN: 1, INFO: 2}
 
 
-def flow_badges(f: Flow) -> tuple[str, ...]:
-    """The badges that apply to a connection, most severe first: its diagnosis (diagnosis.py)
-    plus two facts that are not delays (duplicate ACKs, capture gaps)."""
-    out = {BADGE[x.kind] for x in diagnose_flow(f)}
+def flow_badges(f: Flow, findings: list[Finding] | None = None) -> tuple[str, ...]:
+    """The badges that apply to a connection, most severe first: its diagnosis (diagnosis.py;
+    `findings` when already made) plus two facts that are not delays (duplicate ACKs, capture
+    gaps). The one definition: the dashboard's column, the report's filter and JSON."""
+    if findings is None:
+        findings = diagnose_flow(f)
+    out = {BADGE[x.kind] for x in findings}
     c2s, s2c = f.dirs
     cc, sc = c2s.counts, s2c.counts
     if cc["duplicate_ack"] + sc["duplicate_ack"] >= 3:

@@ -19,7 +19,7 @@ Pure: packet times only.
 
 from __future__ import annotations
 
-from typing import Final
+from typing import Any, Final
 
 from ..capture.record import ACK, PacketRecord
 from . import apps
@@ -38,7 +38,7 @@ STALL_KINDS: Final = ("rto", "tlp", "fast", "zero_window", "window_full", "nagle
 class Exchange:
     __slots__ = ("index", "proto", "request", "response", "req_start", "req_end",
                  "req_first", "req_last", "req_bytes", "resp_start", "resp_end", "resp_first",
-                 "resp_last", "resp_bytes", "stalls", "evidence", "req_segments")
+                 "resp_last", "resp_bytes", "stalls", "evidence", "req_segments", "counted")
 
     def __init__(self, index: int, proto: str, request: dict) -> None:
         self.index = index
@@ -56,6 +56,7 @@ class Exchange:
         self.resp_bytes = 0
         self.stalls = {k: 0 for k in STALL_KINDS}
         self.evidence: dict[str, list[tuple[int, int]]] = {}  # cause -> [(frame, time ns)]
+        self.counted = False  # handed to the requests' groups (requests.py)
 
     def stall(self, kind: str, ns: int, frame: int, at: int = 0) -> None:
         if ns <= 0:
@@ -81,12 +82,14 @@ class Exchanges:
     __slots__ = ("items", "dropped", "cur", "last_data_dir", "last_ts", "last_num",
                  "tls", "tls_turns", "tls_done_ts", "tls_done_num", "zw_since", "wf_since",
                  "small_pending", "last_pure_ack", "count", "proto", "nagle_ns", "max_seg",
-                 "budget", "retired_stalls")
+                 "budget", "retired_stalls", "sink")
 
     def __init__(self, budget: Budget = SHARED) -> None:
         self.items: list[Exchange] = []  # the newest, within the budget's share (budget.py)
         self.dropped = 0
         self.budget = budget
+        # where finished exchanges go (requests.Requests, set by the flow table), or None
+        self.sink: Any = None
         # stall time by cause of the exchanges let go: the diagnosis's totals stay whole
         self.retired_stalls: dict[str, int] = {}
         self.count = 0
@@ -222,7 +225,7 @@ class Exchanges:
             # proper starts here
             self.items.remove(cur)
             self.count -= 1
-            cur = None
+            cur = self.cur = None
         if cur is None or new_turn and (cur.resp_start is not None or cur.req_start is None):
             cur = self._start(r, flow)
         else:
@@ -281,8 +284,13 @@ class Exchanges:
         ex = Exchange(self.count, proto, req)
         self.count += 1
         self._keep(ex)
-        self.cur = ex
+        prev, self.cur = self.cur, ex
         self.small_pending[0] = None
+        sink = self.sink
+        if sink is not None:
+            if prev is not None:
+                sink.finished(flow, prev)
+            sink.started(flow)
         return ex
 
     def _server_data(self, r: PacketRecord, new: int, flow) -> None:
@@ -302,6 +310,8 @@ class Exchanges:
             self.count += 1
             self._keep(cur)
             self.cur = cur
+            if self.sink is not None:
+                self.sink.started(flow)
         if cur.resp_start is None:
             cur.resp_start, cur.resp_first = ts, r.num
             cur.response = apps.label_response(cur.proto, r.payload)

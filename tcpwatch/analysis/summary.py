@@ -9,13 +9,15 @@ from __future__ import annotations
 from typing import Final
 
 from ..capture.record import fmt_addr
+from .badges import flow_badges
 from .diagnosis import diagnose_flow
 from .direction import Direction
 from .exchange import exchange_summary
 from .flow import Flow
 
-SCHEMA_VERSION: Final = 3  # 2: exchanges, tls, diagnosis; 3: resends by trigger and verdict,
-#                             the path's SRTT, zero-window probes of either form
+SCHEMA_VERSION: Final = 4  # 2: exchanges, tls, diagnosis; 3: resends by trigger and verdict,
+#                             the path's SRTT, zero-window probes of either form; 4: services,
+#                             endpoints, processes, requests_counted, badges, DNS qtype
 
 
 def _s(ns: int | None) -> float | None:
@@ -138,6 +140,7 @@ def flow_summary(f: Flow, capture_end: int | None = None) -> dict:
     end = f.last_ts
     duration = (end - f.first_ts) / 1e9
     c2s, s2c = f.dirs
+    findings = diagnose_flow(f)
     return {
         "id": f.id,  # order of first packet, 0-based (equals tshark's tcp.stream)
         "ip_version": f.ipv,
@@ -162,7 +165,9 @@ def flow_summary(f: Flow, capture_end: int | None = None) -> dict:
         "tls": _tls(f),
         "exchanges": [exchange_summary(x, f, f.exchanges) for x in f.exchanges.items],
         "exchanges_dropped": f.exchanges.dropped,
-        "diagnosis": [x.as_dict() for x in diagnose_flow(f)],
+        "diagnosis": [x.as_dict() for x in findings],
+        # the dashboard's problems column (badges.flow_badges), most severe first
+        "badges": list(flow_badges(f, findings)),
     }
 
 

@@ -21,6 +21,7 @@ from typing import Final
 from ..capture.record import ACK, SYN, PacketRecord, fmt_addr
 from .budget import REPORT_MIB, Budget
 from .flow import Flow
+from .requests import Requests
 
 EPHEMERAL_MIN: Final = 32768
 MAX_FLOWS: Final = 20_000  # connections kept in memory (~8.5 KB for a short one); past it the least
@@ -95,7 +96,7 @@ class FlowTable:
     `on_evict` (if set) sees each one before it goes."""
 
     __slots__ = ("flows", "active", "first_ts", "last_ts", "records", "max_flows", "next_id",
-                 "evicted", "on_evict", "budget")
+                 "evicted", "on_evict", "budget", "requests")
 
     def __init__(self, max_flows: int = MAX_FLOWS,
                  on_evict: Callable[[Flow], None] | None = None,
@@ -113,6 +114,8 @@ class FlowTable:
         self.on_evict = on_evict
         # what grows with a connection's life, shared by all of them (budget.py)
         self.budget = Budget(budget_mib)
+        # every finished request, grouped by service and endpoint (requests.py)
+        self.requests = Requests()
 
     def feed(self, r: PacketRecord) -> tuple[Flow, int, int]:
         """Returns (flow, direction, analysis event mask)."""
@@ -141,6 +144,7 @@ class FlowTable:
         fid = self.next_id
         self.next_id = fid + 1
         fl = Flow(fid, r, src_is_client, why, reused, self.budget)
+        fl.exchanges.sink = self.requests
         self.flows[fid] = fl
         self.active[key] = fl
         if len(self.flows) > self.max_flows:
@@ -174,6 +178,7 @@ class FlowTable:
             if active.get(fl.key) is fl:
                 del active[fl.key]
             ev.add(fl)
+            self.requests.evicted(fl)
             if hook is not None:
                 hook(fl)
 

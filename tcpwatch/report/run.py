@@ -12,16 +12,28 @@ import orjson
 
 from ..analysis.budget import REPORT_MIB
 from ..analysis.diagnosis import diagnose_capture
+from ..analysis.requests import SENT, SERVED, process_rows
 from ..analysis.summary import SCHEMA_VERSION, flow_summary
 from ..analysis.table import MAX_FLOWS, FlowTable
 from ..capture.session import Capture
+from ..procmap import FlowProcs
 
 
-def analyse(capture: Capture, max_flows: int = MAX_FLOWS, budget_mib: float = REPORT_MIB
-            ) -> tuple[FlowTable, BaseException | None]:
-    """Feed every record to a FlowTable. An error from the capture is returned, not raised,
-    so that everything analysed before it is still reported."""
+def analyse(capture: Capture, max_flows: int = MAX_FLOWS, budget_mib: float = REPORT_MIB,
+            procs: FlowProcs | None = None) -> tuple[FlowTable, BaseException | None]:
+    """Feed every record to a FlowTable, then finish the requests still open. An error from
+    the capture is returned, not raised, so that everything analysed before it is still
+    reported. With `procs` (live), requests are also grouped by local process."""
     table = FlowTable(max_flows, budget_mib=budget_mib)
+    if procs is not None:
+        table.requests.add_kind(SERVED, procs.served)
+        table.requests.add_kind(SENT, procs.sent)
+    table, err = _analyse(capture, table)
+    table.requests.settle(table.last_ts, final=True)
+    return table, err
+
+
+def _analyse(capture: Capture, table: FlowTable) -> tuple[FlowTable, BaseException | None]:
     err = None
     # a file with our own decoder: decode and analyse on this thread (no hand-over), with the
     # cyclic GC paused: the trackers make no reference cycles (tested), and scanning millions
@@ -94,7 +106,7 @@ def _analyse_live_direct(capture: Capture, table: FlowTable
 def _row(s: dict) -> SimpleNamespace:
     """A flow summary in the shape the dashboard's filter reads (monitor.FlowRow)."""
     c, v = s["client"], s["server"]
-    badges = tuple(sorted({d["badge"] for d in s["diagnosis"]}))
+    badges = tuple(s["badges"])  # badges.flow_badges: the dashboard's own
     return SimpleNamespace(id=s["id"], proc=None, caddr=c["addr"], cport=c["port"],
                            saddr=v["addr"], sport=v["port"], state=s["state"],
                            closed=s["closed"], badges=badges,
@@ -139,7 +151,22 @@ def build(table: FlowTable, capture: Capture, pred=None, lazy: bool = False) -> 
         "flows": flows,
         # findings across connections (connection churn)
         "diagnosis": [x.as_dict() for x in diagnose_capture(list(table.flows.values()))],
+        # every finished request, grouped (analysis/requests.py), slowest p99 first
+        **groups(table),
     }
+
+
+def groups(table: FlowTable) -> dict:
+    """The services, endpoints and processes sections (one definition: requests.Group.row)."""
+    rq, now = table.requests, table.last_ts
+
+    def slowest(rows: list[dict]) -> list[dict]:
+        return sorted(rows, key=lambda r: (-(r["p99"] or 0), r["name"]))
+
+    return {"services": slowest(rq.rows("service", now)),
+            "endpoints": slowest(rq.rows("endpoint", now)),
+            "processes": process_rows(rq, now),
+            "requests_counted": rq.counted}
 
 
 _NON_ASCII = re.compile(r"[^\x00-\x7f]")

@@ -141,3 +141,52 @@ def _diagnosis(report: dict) -> list[str]:
         out.append(f"      {d['explain']}")
         out.append(f"      -> {d['advice']}")
     return out
+
+
+GROUP_COLUMNS = ("requests", "errors", "p50", "p90", "p99", "max", "think p50", "net p50",
+                 "bytes", "new conn/req", "main cause")
+
+
+def _group_cells(r: dict | None) -> tuple:
+    if r is None:
+        return ("-",) * len(GROUP_COLUMNS)
+    cause = f"{r['badge']} {_dur(r['lost'])}" if r["cause"] else "-"
+    return (humanize.intcomma(r["requests"]), humanize.intcomma(r["errors"]), _dur(r["p50"]),
+            _dur(r["p90"]), _dur(r["p99"]), _dur(r["max"]), _dur(r["think_p50"]),
+            _dur(r["network_p50"]), _size(r["bytes"]), f"{r['churn']:.2f}", cause)
+
+
+def render_groups(report: dict, by: str, limit: int | None = None) -> str:
+    """`report --by service|endpoint|process`: one line per group, slowest p99 first (the
+    same rows as the JSON's services / endpoints / processes and the dashboard's views)."""
+    rows: list[tuple] = []
+    if by == "process":
+        head: tuple = ("process", "role", *GROUP_COLUMNS)
+        for p in report["processes"]:
+            for role in ("served", "sent"):
+                if p[role] is not None:
+                    rows.append((inert(p["name"]), role, *_group_cells(p[role])))
+    else:
+        key = "services" if by == "service" else "endpoints"
+        head = (by, *GROUP_COLUMNS) if by == "service" else ("service", "endpoint",
+                                                              *GROUP_COLUMNS)
+        for r in report[key]:
+            names = (inert(r["name"]),) if by == "service" else (
+                inert(r["service"] or "other"), inert(r["name"]))
+            rows.append((*names, *_group_cells(r)))
+    shown = rows[:limit]
+    widths = [max(len(h), *(len(r[i]) for r in shown)) if shown else len(h)
+              for i, h in enumerate(head)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(head, widths))]
+    for r in shown:
+        lines.append("  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip())
+    if len(rows) > len(shown):
+        lines.append(f"... {len(rows) - len(shown)} more (use --json, or --limit 0 for all)")
+    if not rows:
+        lines.append("(no requests)" if by != "process" or report["source"].startswith(
+            "interface") else "(no local processes: a capture file has none; use -i)")
+    lines.append("")
+    lines.append(f"{humanize.intcomma(report['requests_counted'])} requests; times: p50/p90/"
+                 "p99 within 1% (DDSketch); think = the server's time, net = one round trip; "
+                 "new conn/req = connections opened per request (1.00: no reuse)")
+    return "\n".join(lines)
