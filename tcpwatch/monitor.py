@@ -20,14 +20,16 @@ from dataclasses import dataclass, field
 from .analysis import events as E
 from .analysis.badges import BADGES, SEVERITY_ORDER, flow_badges
 from .analysis.budget import DASHBOARD_MIB, MIB, PACKETS_MIB
+from .analysis.diagnosis import BADGE
 from .analysis.flow import Flow
 from .analysis.live import LiveFeed
 from .analysis.peek import describe
+from .analysis.requests import SENT, SERVED
 from .analysis.summary import flow_resent, flow_srtt, flow_summary
 from .analysis.table import HALF_OPEN_FOLD, HALF_OPEN_STATE, MAX_FLOWS, FlowTable
 from .capture.record import FLAG_LETTERS, PacketRecord, fmt_addr
 from .capture.session import Capture
-from .procmap import FlowProcs, ProcInfo, ProcMap
+from .procmap import FlowProcs, ProcInfo, ProcMap, proc_label
 from .viewfilter import FilterError, compile_filter
 
 __all__ = ["FilterError", "compile_filter", "Monitor", "Snapshot", "ViewSpec", "FlowRow"]
@@ -41,14 +43,99 @@ RECENT_S = 3.0  # rows of connections active this recently are rebuilt at every 
 READING_ROWS_MAX = 4000  # reading a file: rows rebuilt per snapshot at the most
 
 
+VIEWS = ("connections", "requests", "services", "processes")
+WINDOW_CHOICES = (None, 10, 60)  # percentiles over the whole capture, or the last 10 s / 60 s
+# each view's sort when it is opened: (key, slowest / largest first)
+DEFAULT_SORT = {"connections": ("activity", True), "requests": ("total", True),
+                "services": ("p99", True), "processes": ("p99", True)}
+
+
 @dataclass(frozen=True, slots=True)
 class ViewSpec:
     """What the table shows: set by the UI, applied by the monitor."""
     filter: str = ""
-    sort: str = "activity"  # a key of SORT_KEYS
+    sort: str = "activity"  # a key of the view's sort keys (SORTS)
     reverse: bool = True
     problems: bool = False
     limit: int = DEFAULT_LIMIT
+    view: str = "connections"  # one of VIEWS
+    endpoints: bool = False  # services view: one row per endpoint instead of per service
+    window: int | None = None  # services and processes: seconds of the window, None: all
+    group: str = ""  # requests view: only the requests of this service or endpoint
+
+
+@dataclass(frozen=True, slots=True)
+class RequestRow:
+    """One finished request (analysis.requests.Sample), with the fields the filter reads."""
+    key: str  # "flow:exchange"
+    id: int  # its connection
+    index: int  # its exchange on that connection
+    start: float  # epoch seconds
+    proc: ProcInfo | None  # the local process: the server's, else the client's
+    client: str
+    server: str
+    caddr: str
+    cport: int
+    saddr: str
+    sport: int
+    proto: str
+    request: str  # method and path, command, query (from the wire: shown escaped)
+    result: str  # status, reply, rcode, RST
+    error: bool
+    total: float
+    network: float | None
+    think: float | None
+    transfer: float | None
+    stalls: float
+    badges: tuple[str, ...]  # the diagnosis that cost it most
+    lost: float
+    service: str
+    endpoint: str
+    state: str = ""
+    closed: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class GroupRow:
+    """A service, an endpoint or a local process with its requests' numbers (requests.py)."""
+    key: str
+    name: str
+    service: str  # an endpoint's service; "" otherwise
+    proto: str
+    requests: int
+    rps: float  # requests/s over the last 10 s
+    errors: int
+    p50: float | None
+    p90: float | None
+    p99: float | None
+    max: float | None
+    think: float | None  # median think time
+    network: float | None  # median network time
+    bytes: int
+    churn: float  # new connections per request
+    badges: tuple[str, ...]  # the cause that cost the most
+    lost: float
+    saddr: str = ""
+    sport: int = 0
+    # processes view: the connections of the process (both its ends)
+    proc: ProcInfo | None = None
+    conns_open: int = 0
+    conns_total: int = 0
+    bytes_in: int = 0
+    bytes_out: int = 0
+    rate_in: float = 0.0
+    rate_out: float = 0.0
+    retx: int = 0
+    served: int = 0
+    sent: int = 0
+    # (what the filter reads on every row)
+    id: int = -1
+    caddr: str = ""
+    cport: int = 0
+    client: str = ""
+    server: str = ""
+    state: str = ""
+    closed: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,7 +205,7 @@ class Snapshot:
     evicted: int  # connections evicted past the flow cap (counted in the totals)
     elapsed: float  # live: wall seconds since start; file: capture span; replay: position
     now: float  # capture time the snapshot describes (epoch seconds)
-    rows: tuple[FlowRow, ...]  # filtered, sorted, cut to view.limit
+    rows: tuple  # the view's rows (FlowRow, RequestRow, GroupRow): filtered, sorted, cut
     matched: int  # rows matching the filter before the cut
     hidden: int  # matched rows not sent (matched - len(rows))
     view: ViewSpec
@@ -131,6 +218,7 @@ class Snapshot:
     read: float | None = None  # file mode, still reading: share of the file read, 0..1
     eta: float | None = None  # ... and the wall seconds left at the current pace
     read_pps: float = 0.0  # ... packets read per wall second so far
+    requests: int = 0  # requests counted so far (analysis.requests)
 
 
 def _none_last(v):
@@ -161,6 +249,31 @@ SORT_KEYS = {
     "activity": lambda r, now: r.last,
     "packets": lambda r, now: r.packets,
 }
+
+REQUEST_SORTS = {
+    "start": lambda r, now: r.start, "proc": lambda r, now: r.proc.name if r.proc else "",
+    "server": lambda r, now: (r.saddr, r.sport), "proto": lambda r, now: r.proto,
+    "request": lambda r, now: r.request, "result": lambda r, now: (r.error, r.result),
+    "total": lambda r, now: r.total, "network": lambda r, now: _none_last(r.network),
+    "think": lambda r, now: _none_last(r.think),
+    "transfer": lambda r, now: _none_last(r.transfer), "stalls": lambda r, now: r.stalls,
+    "badges": lambda r, now: r.lost,
+}
+GROUP_SORTS = {
+    "name": lambda r, now: r.name.lower(), "requests": lambda r, now: r.requests,
+    "rps": lambda r, now: r.rps, "errors": lambda r, now: r.errors,
+    "p50": lambda r, now: _none_last(r.p50), "p90": lambda r, now: _none_last(r.p90),
+    "p99": lambda r, now: _none_last(r.p99), "max": lambda r, now: _none_last(r.max),
+    "think": lambda r, now: _none_last(r.think), "network": lambda r, now: _none_last(r.network),
+    "bytes": lambda r, now: r.bytes, "churn": lambda r, now: r.churn,
+    "badges": lambda r, now: r.lost, "conns": lambda r, now: r.conns_open,
+    "bytes_in": lambda r, now: r.bytes_in, "bytes_out": lambda r, now: r.bytes_out,
+    "rate": lambda r, now: r.rate_in + r.rate_out, "retx": lambda r, now: r.retx,
+    "served": lambda r, now: r.served, "sent": lambda r, now: r.sent,
+}
+SORTS = {"connections": SORT_KEYS, "requests": REQUEST_SORTS, "services": GROUP_SORTS,
+         "processes": GROUP_SORTS}
+
 
 def _endpoint(addr: bytes, port: int, ipv: int) -> str:
     a = fmt_addr(addr)
@@ -198,6 +311,9 @@ class Monitor:
         self._rates = self.live.rates
         # each connection's local processes, sticky (procmap.FlowProcs)
         self._fprocs = FlowProcs(procmap) if procmap is not None else None
+        if self._fprocs is not None:  # requests by the local process that served / sent them
+            self.table.requests.add_kind(SERVED, self._fprocs.served)
+            self.table.requests.add_kind(SENT, self._fprocs.sent)
         self._rows: dict[int, FlowRow] = {}  # flow id -> its current row
         self._nob: set[int] = set()  # ... whose row has no badges yet (_with_badges)
         self._names: dict[int, tuple] = {}  # flow id -> its endpoints as text
@@ -447,24 +563,37 @@ class Monitor:
         save_err = self.capture.flush_saved()  # the drill-down dissects from this copy
         now = self._now_ns()
         view = self.view
-        rows = self._rows_now(now)
+        # requests whose connection went quiet or closed are finished (requests.py)
+        self.table.requests.settle(self.table.flows, now, final=self._done)
         try:
             pred = compile_filter(view.filter)
         except FilterError:
             pred = None  # the UI checks the text first; a bad filter filters nothing
-        if view.problems or pred is not None or view.sort == "badges":
-            rows = self._with_badges(rows)
+        nows = now / 1e9
+        if view.view == "connections" or view.view not in VIEWS:
+            rows = self._rows_now(now)
+            if view.problems or pred is not None or view.sort == "badges":
+                rows = self._with_badges(rows)
+        elif view.view == "requests":
+            rows = self._request_rows(view)
+        elif view.view == "services":
+            rows = self._group_rows("endpoint" if view.endpoints else "service", now,
+                                    view.window)
+        else:
+            rows = self._process_rows(now, view.window)
         if view.problems:
             rows = [r for r in rows if r.badges]
         if pred is not None:
             rows = [r for r in rows if pred(r)]
-        else:
+        elif view.view == "connections":
             rows = self._fold_half_open(rows)
-        key = SORT_KEYS.get(view.sort, SORT_KEYS["activity"])
-        nows = now / 1e9
+        sorts = SORTS.get(view.view, SORT_KEYS)
+        key = sorts.get(view.sort) or sorts[DEFAULT_SORT.get(view.view, ("activity", True))[0]]
         rows.sort(key=lambda r: key(r, nows), reverse=view.reverse)
         matched = len(rows)
-        shown = tuple(self._with_badges(rows[: view.limit] if view.limit else rows))
+        shown = tuple(rows[: view.limit] if view.limit else rows)
+        if view.view == "connections":
+            shown = tuple(self._with_badges(list(shown)))
         st = self.capture.stats
         t = self.table
         idle_ns = int(IDLE_S * 1e9)
@@ -496,13 +625,109 @@ class Monitor:
             saved=self.saved, detail=self._detail_for(self.focus, now),
             procmap=self.procmap is not None,
             notes=self.notes + ((save_err,) if save_err else ()), read=read, eta=eta,
-            read_pps=read_pps)
+            read_pps=read_pps, requests=self.table.requests.counted)
         self.latest = snap
         if self.on_publish is not None:
             self.on_publish(snap)
         self._last_pub = time.monotonic()
         self.snapshots += 1
         self.build_seconds += time.perf_counter() - t_start
+
+    # ---- the requests, services and processes views (analysis/requests.py) -------------
+    def _request_rows(self, view: ViewSpec) -> list[RequestRow]:
+        """The newest finished requests (requests.RECENT_MAX of them), as rows; `view.group`
+        keeps those of one service or endpoint."""
+        out = []
+        names = self._names
+        flows = self.table.flows
+        for smp in self.table.requests.recent:
+            if view.group and view.group not in (smp.service, f"{smp.service} {smp.endpoint}"):
+                continue
+            fl = flows.get(smp.flow)
+            nm = names.get(smp.flow)
+            if nm is None and fl is not None:
+                (ca, cport), (sa, sport) = fl.client, fl.server
+                nm = names[fl.id] = (_endpoint(ca, cport, fl.ipv), _endpoint(sa, sport, fl.ipv),
+                                     fmt_addr(ca), cport, fmt_addr(sa), sport)
+            if nm is None:
+                nm = (smp.client, smp.service.rsplit(" ", 1)[0], "", 0, "", 0)
+            cp, sp = self._procs_for(fl) if fl is not None else (None, None)
+            out.append(RequestRow(
+                key=f"{smp.flow}:{smp.index}", id=smp.flow, index=smp.index, start=smp.start,
+                proc=sp if sp is not None else cp, client=nm[0], server=nm[1], caddr=nm[2],
+                cport=nm[3], saddr=nm[4], sport=nm[5], proto=smp.proto, request=smp.request,
+                result=smp.result, error=smp.error, total=smp.total, network=smp.network,
+                think=smp.think, transfer=smp.transfer, stalls=smp.stalls,
+                badges=(BADGE[smp.cause],) if smp.cause else (), lost=smp.lost,
+                service=smp.service, endpoint=smp.endpoint))
+        return out
+
+    def _group_rows(self, kind: str, now: int, window: int | None) -> list[GroupRow]:
+        out = []
+        for g in self.table.requests.groups.get(kind, {}).values():
+            r = g.row(now, window)
+            if not r["requests"] and window is not None:
+                continue  # nothing in the window
+            addr, _, port = (g.service or g.name).split(" ")[0].rpartition(":")
+            out.append(GroupRow(
+                key=g.name if kind != "endpoint" else f"{g.service} {g.name}", name=g.name,
+                service=g.service, proto=g.proto, requests=r["requests"],
+                rps=r["requests_per_s"], errors=r["errors"], p50=r["p50"], p90=r["p90"],
+                p99=r["p99"], max=r["max"], think=r["think_p50"], network=r["network_p50"],
+                bytes=r["bytes"], churn=r["churn"],
+                badges=(r["badge"],) if r["badge"] else (), lost=r["lost"],
+                saddr=addr.strip("[]"), sport=int(port) if port.isdigit() else 0,
+                server=g.service or g.name))
+        return out
+
+    def _process_rows(self, now: int, window: int | None) -> list[GroupRow]:
+        """One row per local process: its connections (either end), bytes and rates from
+        its side, resends, and the requests it served and sent (requests.py)."""
+        fp = self._fprocs
+        if fp is None:
+            return []
+        acc: dict[str, dict] = {}
+        idle_ns = int(IDLE_S * 1e9)
+        for fl in self.table.flows.values():
+            c2s, s2c = fl.dirs
+            rb = self._rates.get(fl.id)
+            up = rb[0].now(now)[0] if rb is not None else 0.0
+            down = rb[1].now(now)[0] if rb is not None else 0.0
+            for end, p in enumerate(fp.of(fl)):
+                if p is None or not p.known:
+                    continue
+                a = acc.setdefault(proc_label(p), {"proc": p, "open": 0, "total": 0, "in": 0,
+                                                   "out": 0, "rin": 0.0, "rout": 0.0,
+                                                   "retx": 0})
+                a["total"] += 1
+                a["open"] += not fl.closed and now - fl.last_ts < idle_ns
+                sent, got = (c2s, s2c) if end == 0 else (s2c, c2s)
+                a["out"] += sent.unique_payload
+                a["in"] += got.unique_payload
+                a["rout"] += up if end == 0 else down
+                a["rin"] += down if end == 0 else up
+                a["retx"] += sent.counts.resent  # segments this end sent again
+        rq = self.table.requests
+        served = {g.name: g.row(now, window) for g in rq.groups.get(SERVED, {}).values()}
+        sent_r = {g.name: g.row(now, window) for g in rq.groups.get(SENT, {}).values()}
+        out = []
+        for name, a in acc.items():
+            sv, st = served.get(name), sent_r.get(name)
+            both = [x for x in (sv, st) if x is not None and x["requests"]]
+            p99 = max((x["p99"] or 0 for x in both), default=None) if both else None
+            worst = max(both, key=lambda x: x["lost"], default=None)
+            out.append(GroupRow(
+                key=name, name=name, service="", proto="",
+                requests=sum(x["requests"] for x in both), rps=sum(x["requests_per_s"]
+                                                                   for x in both),
+                errors=sum(x["errors"] for x in both), p50=None, p90=None, p99=p99,
+                max=None, think=None, network=None, bytes=a["in"] + a["out"], churn=0.0,
+                badges=(worst["badge"],) if worst is not None and worst["badge"] else (),
+                lost=worst["lost"] if worst is not None else 0.0, proc=a["proc"],
+                conns_open=a["open"], conns_total=a["total"], bytes_in=a["in"],
+                bytes_out=a["out"], rate_in=a["rin"], rate_out=a["rout"], retx=a["retx"],
+                served=sv["requests"] if sv else 0, sent=st["requests"] if st else 0))
+        return out
 
     def _fold_half_open(self, rows: list[FlowRow]) -> list[FlowRow]:
         """A SYN flood or a scan must not drown the table: HALF_OPEN_FOLD or more half-open attempts

@@ -39,8 +39,11 @@ def _sh(*cmd: str) -> None:
 @pytest.fixture(scope="module")
 def unprivileged():
     """(user in the wireshark group, user outside it, a world-readable lib dir, bin dir)."""
+    import ddsketch
     import humanize
     import orjson
+    import psutil
+    import six
     base = Path(tempfile.mkdtemp(prefix="twpriv-"))
     base.chmod(0o755)
     tag = uuid.uuid4().hex[:6]
@@ -58,10 +61,11 @@ def unprivileged():
         lib = base / "lib"
         shutil.copytree(Path(tcpwatch.__file__).parent, lib / "tcpwatch",
                         ignore=shutil.ignore_patterns("__pycache__", "*.so"))
-        for mod in (humanize, orjson):  # the dependencies the report needs (orjson built
-            # for this same CPython version)
+        for mod in (humanize, orjson, ddsketch, psutil):  # the dependencies the report needs
+            # (orjson and psutil built for this same CPython version)
             shutil.copytree(Path(mod.__file__).parent, lib / mod.__name__,
                             ignore=shutil.ignore_patterns("__pycache__"))
+        shutil.copy2(six.__file__, lib / "six.py")  # ddsketch's one dependency
         # Wireshark's own set-up (dpkg-reconfigure wireshark-common), on a private copy
         bindir = base / "bin"
         bindir.mkdir()

@@ -118,13 +118,13 @@ class FakeMap:
 
 
 def test_a_flow_keeps_its_process_after_the_socket_is_gone():
-    mon = Monitor(Capture("fast", file=demo_capture()))
-    mon.procmap = FakeMap()
+    fake = FakeMap()
+    mon = Monitor(Capture("fast", file=demo_capture()), procmap=fake)
     t = FlowTable()
     for r in Conv().handshake():
         fl, _, _ = t.feed(r)
     assert mon._procs_for(fl)[0].name == "curl"
-    mon.procmap.answer = None  # the process exited, its socket vanished
+    fake.answer = None  # the process exited, its socket vanished
     assert mon._procs_for(fl)[0].name == "curl"
 
 

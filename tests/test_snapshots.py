@@ -74,3 +74,41 @@ def test_snapshot_help(snap_compare):
 def test_snapshot_demo_requests_waterfall(snap_compare):
     assert snap_compare(app_for(demo_capture()), terminal_size=SIZE,
                         run_before=drill(0, "x"))
+
+
+def view(keys: str):
+    """The main screen after pressing `keys` (the views: 1-4, e, w), once its snapshot is in."""
+    async def run(pilot) -> None:
+        await wait_loaded(pilot)
+        app = pilot.app
+        for k in keys:
+            await pilot.press(k)
+            for _ in range(200):
+                await pilot.pause(0.05)
+                s = app.monitor.latest
+                if s.view == app.monitor.view and app._applied == s.seq:
+                    break
+        app.screen.query_one("#flows").move_cursor(row=0, animate=False)
+        await pilot.pause(0.2)
+    return run
+
+
+@pytest.fixture
+def utc(monkeypatch):
+    """The Requests view shows times of day: in UTC, so the picture is the same anywhere."""
+    import time
+    monkeypatch.setenv("TZ", "UTC")
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
+
+
+@pytest.mark.parametrize("keys", ["2", "3", "3e", "4"])
+def test_snapshot_demo_views(snap_compare, utc, keys):
+    assert snap_compare(app_for(demo_capture()), terminal_size=SIZE, run_before=view(keys))
+
+
+@pytest.mark.parametrize("keys", ["1", "2", "3e"])
+def test_snapshot_demo_views_80x24(snap_compare, utc, keys):
+    assert snap_compare(app_for(demo_capture()), terminal_size=(80, 24), run_before=view(keys))

@@ -135,10 +135,12 @@ def test_demo_drill_down_plots_events_and_back():
 
 def test_help_explains_every_column_and_badge():
     from tcpwatch.analysis.badges import BADGES
-    from tcpwatch.ui.help import COLUMNS, help_markdown
+    from tcpwatch.ui.columns import VIEW_COLUMNS
+    from tcpwatch.ui.help import help_markdown
     md = help_markdown()
-    for _key, label, _w, text in COLUMNS:
-        assert f"**{label}**" in md and len(text) > 20
+    for cols in VIEW_COLUMNS.values():
+        for c in cols:
+            assert f"**{c.label}**: {c.help}" in md and len(c.help) > 20
     for tag in BADGES:
         assert f"**{tag}**" in md
 
@@ -382,16 +384,16 @@ def test_hostile_http_path_and_sni_are_shown_inert(tmp_path):
 def test_process_names_are_inert():
     from tcpwatch.monitor import FlowRow
     from tcpwatch.procmap import ProcInfo
-    from tcpwatch.ui.app import row_cells
+    from tcpwatch.ui.columns import connection_cells
     evil = ProcInfo(66, "\x1b]0;x\x07[bold]nginx", "root", "nginx -g \x1b[2J", 1.0)
     row = FlowRow(id=1, client="a:1", server="b:2", caddr="a", cport=1, saddr="b", sport=2,
                   proc=evil, proc_side="client", state="S1", closed=False, start=0, last=1,
                   irtt=None, srtt=None, up=0, down=0, rate=0, retx=0, zwin=0, badges=(),
                   packets=1)
-    cells = row_cells(row, 2.0)
-    assert isinstance(cells[1], Text)
-    assert cells[1].plain == "\\x1b]0;x\\x07[bold]nginx (66)"
-    assert not cells[1].spans  # the brackets were not parsed as markup
+    cell = connection_cells(row, 2.0)["proc"]
+    assert isinstance(cell, Text)
+    assert cell.plain == "\\x1b]0;x\\x07[bold]nginx (66)"
+    assert not cell.spans  # the brackets were not parsed as markup
 
 
 def test_filter_box_accepts_markup_and_escapes_without_harm():

@@ -256,7 +256,7 @@ class Requests:
         self.recent: deque[Sample] = deque(maxlen=RECENT_MAX)
         # kind -> function(flow) -> group name: groupings added by the caller (processes)
         self.extra: dict = {}
-        self.pending: dict[int, object] = {}  # flow id -> a flow whose current exchange is open
+        self.pending: dict[int, bool] = {}  # ids of connections whose current exchange is open
         self.counted = 0
         self.last_ns = 0
 
@@ -266,8 +266,10 @@ class Requests:
 
     # ---- hand-over from the connections -----------------------------------------------
     def started(self, flow) -> None:
-        """A new exchange began on this connection (it may finish quietly: settle())."""
-        self.pending[flow.id] = flow
+        """A new exchange began on this connection (it may finish quietly: settle()). Only
+        its id is kept: the connections hold this object, so holding them would be a
+        reference cycle (the cyclic collector is paused while a file is read)."""
+        self.pending[flow.id] = True
 
     def finished(self, flow, ex: Exchange, reset: bool = False) -> None:
         """Count one exchange, once."""
@@ -329,20 +331,23 @@ class Requests:
                 g = groups[key] = Group(kind, label or key, service, proto)
         g.add(s, at)
 
-    def settle(self, now_ns: int, final: bool = False) -> int:
-        """Count the open exchanges of connections that are closed, quiet for QUIET_NS, or
-        all of them when the capture ended (`final`). Returns how many were counted."""
+    def settle(self, flows: dict, now_ns: int, final: bool = False) -> int:
+        """Count the open exchanges of connections (`flows`: the table's, by id) that are
+        closed, quiet for QUIET_NS, or all of them when the capture ended (`final`). Returns
+        how many were counted."""
         done = []
         n = 0
-        for fid, flow in self.pending.items():
-            cur = flow.exchanges.cur  # type: ignore[attr-defined]
-            closed = flow.closed  # type: ignore[attr-defined]
+        for fid in self.pending:
+            flow = flows.get(fid)
+            if flow is None:
+                done.append(fid)
+                continue
+            cur = flow.exchanges.cur
             if cur is None or cur.counted:
                 done.append(fid)
                 continue
-            if final or closed or now_ns - flow.last_ts >= QUIET_NS:  # type: ignore[attr-defined]
-                reset = flow.rst_dir >= 0 and flow.rst_unanswered  # type: ignore[attr-defined]
-                self.finished(flow, cur, reset)
+            if final or flow.closed or now_ns - flow.last_ts >= QUIET_NS:
+                self.finished(flow, cur, flow.rst_dir >= 0 and flow.rst_unanswered)
                 n += 1
                 done.append(fid)
         for fid in done:

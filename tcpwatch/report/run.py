@@ -16,20 +16,20 @@ from ..analysis.requests import SENT, SERVED, process_rows
 from ..analysis.summary import SCHEMA_VERSION, flow_summary
 from ..analysis.table import MAX_FLOWS, FlowTable
 from ..capture.session import Capture
-from ..procmap import FlowProcs
 
 
 def analyse(capture: Capture, max_flows: int = MAX_FLOWS, budget_mib: float = REPORT_MIB,
-            procs: FlowProcs | None = None) -> tuple[FlowTable, BaseException | None]:
+            procs=None) -> tuple[FlowTable, BaseException | None]:
     """Feed every record to a FlowTable, then finish the requests still open. An error from
     the capture is returned, not raised, so that everything analysed before it is still
-    reported. With `procs` (live), requests are also grouped by local process."""
+    reported. With `procs` (live: procmap.FlowProcs, given by the command line, which owns
+    the process table), requests are also grouped by local process."""
     table = FlowTable(max_flows, budget_mib=budget_mib)
     if procs is not None:
         table.requests.add_kind(SERVED, procs.served)
         table.requests.add_kind(SENT, procs.sent)
     table, err = _analyse(capture, table)
-    table.requests.settle(table.last_ts, final=True)
+    table.requests.settle(table.flows, table.last_ts, final=True)
     return table, err
 
 

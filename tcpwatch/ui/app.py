@@ -18,15 +18,27 @@ from textual.css.query import NoMatches
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Input, Static
 
-from ..analysis.badges import BADGES, ERROR, WARN
-from ..monitor import FilterError, Monitor, Snapshot, ViewSpec, compile_filter
+from ..monitor import (
+    DEFAULT_SORT,
+    VIEWS,
+    WINDOW_CHOICES,
+    FilterError,
+    Monitor,
+    Snapshot,
+    ViewSpec,
+    compile_filter,
+)
 from . import fmt
-from .help import COLUMNS, HelpScreen
+from .columns import CELLS, VIEW_COLUMNS, VIEW_TITLES, Column, fit, row_key
+from .flow_screen import FlowScreen
+from .help import HelpScreen
 
-SORTABLE = [c[0] for c in COLUMNS]
 UI_CHECK_S = 0.02  # s between looks for a new snapshot (one attribute read when none)
 REBUILD_ROWS = 40  # rows coming and going past which the table is rebuilt, not edited
-SEV_STYLE = {ERROR: "bold red", WARN: "yellow"}
+# sorted with the smallest first when chosen (names); every other column largest first
+ASCENDING = {"id", "proc", "client", "server", "state", "name", "start", "proto", "request"}
+VIEW_FIELDS = ("filter", "sort", "reverse", "problems", "limit", "view", "endpoints",
+               "window", "group")
 
 
 class Signals(Protocol):
@@ -34,39 +46,6 @@ class Signals(Protocol):
 
     handled: tuple[int, ...]  # the signals to deliver through the event loop
     received: int | None  # the one that came, if any (before the loop ran, too)
-
-
-def badge_text(badges: tuple[str, ...], dim: bool = False) -> Text:
-    t = Text()
-    for i, b in enumerate(badges):
-        if i:
-            t.append(" ")
-        t.append(b, style=SEV_STYLE.get(BADGES[b][0], "dim"))
-    if dim:
-        t.stylize("dim")
-    return t
-
-
-def row_cells(r, now: float) -> tuple:
-    """The displayed cells of a FlowRow, in COLUMNS order (all Text or int: never markup)."""
-    dim = "dim" if r.closed else ""
-    age = (r.last if r.closed else now) - r.start
-    proc = NONE_T if r.proc is None else fmt.untrusted(
-        r.proc.name if r.proc.pid is None else f"{r.proc.name} ({r.proc.pid})", 40, dim)
-
-    def t(s: str, right: bool = False) -> Text:
-        return Text(s, style=dim, justify="right" if right else "left")
-
-    return (
-        r.id, proc, fmt.untrusted(r.client, 60, dim), fmt.untrusted(r.server, 60, dim),
-        t(r.state), t(fmt.dur(age), True), t(fmt.dur(r.irtt), True), t(fmt.dur(r.srtt), True),
-        t(fmt.size(r.up), True), t(fmt.size(r.down), True), t(fmt.rate(r.rate), True),
-        t(str(r.retx) if r.retx else "", True), t(fmt.dur(r.zwin) if r.zwin else "", True),
-        badge_text(r.badges, r.closed),
-    )
-
-
-NONE_T = Text(fmt.NONE, style="dim")
 
 
 def same_cell(a, b) -> bool:
@@ -78,40 +57,113 @@ def same_cell(a, b) -> bool:
     return a == b
 
 
+def _cells(by_key: dict, cols: list[str]) -> tuple:
+    """A row's cells in column order; the first one an object of its own (a shared "—"
+    would make rows indistinguishable to the sort by first cell)."""
+    cells = [by_key[c] for c in cols]
+    if cells and isinstance(cells[0], Text):
+        cells[0] = cells[0].copy()
+    return tuple(cells)
+
+
 class MainScreen(Screen):
+    """The four views (monitor.VIEWS) in one table: a view is the monitor's rows (built,
+    filtered, sorted and cut off the UI thread) and its columns (columns.py); this screen
+    applies any of them the same way, by row key."""
+
     filter_error: str | None = None  # the filter box holds text that is not a filter
 
     BINDINGS = [
+        Binding("1", "view('connections')", "Conns"),
+        Binding("2", "view('requests')", "Reqs"),
+        Binding("3", "view('services')", "Svcs"),
+        Binding("4", "view('processes')", "Procs"),
         Binding("slash", "focus_filter", "Filter"),
         Binding("p", "problems", "Problems"),
-        Binding("space", "pause", "Pause"),
+        Binding("space", "pause", "Pause", show=False),
         Binding("s", "sort(1)", "Sort"),
         Binding("S", "sort(-1)", "Sort back", show=False),
-        Binding("r", "reverse", "Reverse"),
+        Binding("r", "reverse", "Reverse", show=False),
+        Binding("e", "endpoints", "Endpoints", show=False),
+        Binding("w", "window", "Window", show=False),
         Binding("escape", "leave_filter", "Table", show=False),
     ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.shown_cols: list[tuple[Column, int]] = []  # the columns on screen, with widths
+        self.shown_view = ""  # the view those columns belong to
 
     def compose(self) -> ComposeResult:
         yield Static(id="hdr")
         yield Static(id="status")
         yield Input(placeholder="filter: words, proc:NAME port:N addr:A state:SF badge:RTO "
-                                "!word  (Esc: back to the table)", id="filter")
-        table: DataTable = DataTable(id="flows", cursor_type="row", zebra_stripes=True)
-        for key, label, width, _help in COLUMNS:
-            table.add_column(label, key=key, width=width)
-        yield table
+                                "!word  (Enter/Esc: back to the table)", id="filter",
+                    classes="hidden")
+        yield DataTable(id="flows", cursor_type="row", zebra_stripes=True)
         yield Footer()
 
     def on_mount(self) -> None:
         self.query_one("#flows", DataTable).focus()
         if self.app.monitor.view.filter:  # --filter on the command line
-            self.query_one("#filter", Input).value = self.app.monitor.view.filter
+            box = self.query_one("#filter", Input)
+            box.value = self.app.monitor.view.filter
+            box.remove_class("hidden")
+        self._columns(self.app.monitor.view.view)
+
+    def on_resize(self, event) -> None:
+        self._columns(self.shown_view or self.app.monitor.view.view)
+        s = self.app.monitor.latest
+        if s is not None:
+            self._apply_rows(s)
+
+    # ---- columns ------------------------------------------------------------------------
+    def _columns(self, view: str) -> bool:
+        """Put the view's columns that fit the screen's width on the table; True when they
+        changed (the rows are then built afresh)."""
+        width = self.size.width or self.app.size.width or 80
+        want = fit(VIEW_COLUMNS.get(view, VIEW_COLUMNS["connections"]), width)
+        if view == self.shown_view and want == self.shown_cols:
+            return False
+        table = self.query_one("#flows", DataTable)
+        table.clear(columns=True)
+        for c, w in want:
+            table.add_column(c.label, key=c.key, width=w)
+        self.shown_cols, self.shown_view = want, view
+        self.app.row_cache.clear()
+        self.app.row_order = []
+        return True
 
     # ---- actions ----------------------------------------------------------------------
+    def action_view(self, view: str) -> None:
+        v = self.app.monitor.view
+        if v.view == view:
+            return
+        sort, rev = DEFAULT_SORT[view]
+        self.app.set_view(view=view, sort=sort, reverse=rev, group="")
+
+    def action_endpoints(self) -> None:
+        v = self.app.monitor.view
+        if v.view == "services":
+            self.app.set_view(endpoints=not v.endpoints)
+
+    def action_window(self) -> None:
+        v = self.app.monitor.view
+        if v.view in ("services", "processes"):
+            i = WINDOW_CHOICES.index(v.window) if v.window in WINDOW_CHOICES else 0
+            self.app.set_view(window=WINDOW_CHOICES[(i + 1) % len(WINDOW_CHOICES)])
+
     def action_focus_filter(self) -> None:
-        self.query_one("#filter", Input).focus()
+        box = self.query_one("#filter", Input)
+        box.remove_class("hidden")
+        box.focus()
 
     def action_leave_filter(self) -> None:
+        box = self.query_one("#filter", Input)
+        if not box.value:
+            box.add_class("hidden")
+        if self.app.monitor.view.group and not box.has_focus:
+            self.app.set_view(group="")  # back from a service's requests
         self.query_one("#flows", DataTable).focus()
 
     def action_problems(self) -> None:
@@ -123,10 +175,10 @@ class MainScreen(Screen):
 
     def action_sort(self, step: int) -> None:
         v = self.app.monitor.view
-        cur = SORTABLE.index(v.sort) if v.sort in SORTABLE else -1
-        nxt = SORTABLE[(cur + step) % len(SORTABLE)]
-        self.app.set_view(sort=nxt, reverse=nxt not in ("id", "proc", "client", "server",
-                                                         "state"))
+        keys = [c.key for c, _w in self.shown_cols if c.key != "bar"]
+        cur = keys.index(v.sort) if v.sort in keys else -1
+        nxt = keys[(cur + step) % len(keys)]
+        self.app.set_view(sort=nxt, reverse=nxt not in ASCENDING)
 
     def action_reverse(self) -> None:
         self.app.set_view(reverse=not self.app.monitor.view.reverse)
@@ -148,16 +200,34 @@ class MainScreen(Screen):
 
     def on_data_table_header_selected(self, event: DataTable.HeaderSelected) -> None:
         key = event.column_key.value
+        if key == "bar":
+            return
         v = self.app.monitor.view
         if v.sort == key:
             self.app.set_view(reverse=not v.reverse)
         else:
-            self.app.set_view(sort=key, reverse=key not in ("id", "proc", "client", "server",
-                                                             "state"))
+            self.app.set_view(sort=key, reverse=key not in ASCENDING)
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
-        if event.data_table.id == "flows" and event.row_key.value is not None:
-            self.app.open_flow(int(event.row_key.value))
+        if event.data_table.id != "flows" or event.row_key.value is None:
+            return
+        key = event.row_key.value
+        v = self.app.monitor.view
+        row = next((r for r in self.app.row_cache.get(key, ())[:1]), None)
+        if v.view == "connections":
+            self.app.open_flow(int(key))
+        elif v.view == "requests":
+            fid, index = key.split(":")
+            self.app.open_flow(int(fid), exchange=int(index))
+        elif v.view == "services" and row is not None:
+            self.app.set_view(view="requests", sort="total", reverse=True, group=key)
+        elif v.view == "processes" and row is not None and row.proc is not None \
+                and row.proc.pid is not None:
+            box = self.query_one("#filter", Input)
+            box.value = f"pid:{row.proc.pid}"
+            box.remove_class("hidden")
+            sort, rev = DEFAULT_SORT["connections"]
+            self.app.set_view(view="connections", sort=sort, reverse=rev, filter=box.value)
 
     # ---- applying a snapshot ------------------------------------------------------------
     def show(self, s: Snapshot, paused: bool) -> None:
@@ -179,6 +249,7 @@ class MainScreen(Screen):
         t.append(f"flows {s.flows_active} active / {fmt.count(s.flows_total)}")
         if s.evicted:
             t.append(f" (+{fmt.count(s.evicted)} evicted)", style="yellow")
+        t.append(f" · requests {fmt.count(s.requests)}")
         t.append(" · dropped ")
         t.append(fmt.count(s.dropped), style="bold red" if s.dropped else "")
         if s.mode == "live":  # tcpwatch's own: its analysis fell behind the capture
@@ -204,9 +275,22 @@ class MainScreen(Screen):
             return
         st = Text()
         v = self.app.monitor.view
+        st.append(f"{VIEWS.index(v.view) + 1 if v.view in VIEWS else 1} "
+                  f"{VIEW_TITLES.get(v.view, v.view)}", style="bold reverse")
+        if v.view == "services":
+            st.append(" per endpoint" if v.endpoints else " per service")
+        if v.view in ("services", "processes"):
+            st.append(" · " + ("whole capture" if v.window is None else f"last {v.window} s"))
+        if v.view == "processes" and not s.procmap:
+            st.append(" · no local processes: a capture file has none (live only)",
+                      style="yellow")
+        if v.group:
+            st.append(" · of ")
+            st.append_text(fmt.untrusted(v.group, 60, "bold"))
+            st.append(" (Esc: all)")
         arrow = "↓" if v.reverse else "↑"
-        label = dict((c[0], c[1]) for c in COLUMNS).get(v.sort, v.sort)
-        st.append(f"sort {label} {arrow}")
+        labels = {c.key: c.label for c in VIEW_COLUMNS.get(v.view, ())}
+        st.append(f" · sort {labels.get(v.sort, v.sort)} {arrow}")
         if v.filter:
             st.append(" · filter ")
             st.append_text(fmt.untrusted(v.filter, 60, "bold"))
@@ -231,7 +315,11 @@ class MainScreen(Screen):
         self.query_one("#status", Static).update(st)
 
     def _apply_rows(self, s: Snapshot) -> None:
+        view = s.view.view if s.view.view in VIEWS else "connections"
         table = self.query_one("#flows", DataTable)
+        if self._columns(view):
+            self._rebuild_rows(table, s, None)
+            return
         cache: dict = self.app.row_cache
         keep_key = None
         if table.row_count:
@@ -239,7 +327,7 @@ class MainScreen(Screen):
                 keep_key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key
             except Exception:  # noqa: BLE001 - an empty or stale cursor
                 keep_key = None
-        wanted = {str(r.id): r for r in s.rows}
+        wanted = {row_key(r): r for r in s.rows}
         gone = [k for k in cache if k not in wanted]
         new = sum(1 for k in wanted if k not in cache)
         if len(gone) + new > REBUILD_ROWS:
@@ -250,29 +338,37 @@ class MainScreen(Screen):
         for key in gone:
             table.remove_row(key)
             del cache[key]
-        cols = [c[0] for c in COLUMNS]
+        cols = [c.key for c, _w in self.shown_cols]
+        cells_of = CELLS[view]
         moved = False
         for key, r in wanted.items():
             old = cache.get(key)
-            # the monitor reuses a FlowRow object while the connection is unchanged: then only
-            # the age of an open connection can differ
-            age = None if r.closed else int(s.now - r.start)
-            if old is not None and old[0] is r and old[1] == age:
+            # an unchanged row (equal, field by field: rows arrive pickled from the worker,
+            # never the same object) needs nothing, but an open connection's age
+            age = None if view != "connections" or r.closed else int(s.now - r.start)
+            if old is not None and old[1] == age and old[0] == r:
                 continue
-            cells = row_cells(r, s.now)
+            cells = _cells(cells_of(r, s.now), cols)
             if old is None:
                 table.add_row(*cells, key=key)
                 moved = True
             else:
+                # the cache holds the very cells the table holds (the sort below finds rows
+                # by their first cell's identity)
+                kept = list(old[2])
                 for i, (a, b) in enumerate(zip(old[2], cells, strict=True)):
                     if not same_cell(a, b):
                         table.update_cell(key, cols[i], b)
+                        kept[i] = b
                         moved = True
+                cells = tuple(kept)
             cache[key] = (r, age, cells)
-        order = [str(r.id) for r in s.rows]
+        order = [row_key(r) for r in s.rows]
         if moved or order != self.app.row_order:
-            rank = {r.id: i for i, r in enumerate(s.rows)}
-            table.sort("id", key=lambda fid: rank.get(fid, 1 << 30))
+            # DataTable sorts by cell values: rank each row by its first cell (one object
+            # per row, kept in the cache)
+            rank = {id(cache[k][2][0]): i for i, k in enumerate(order)}
+            table.sort(cols[0], key=lambda cell: rank.get(id(cell), 1 << 30))
             self.app.row_order = order
         if keep_key is not None and keep_key.value in wanted:
             table.move_cursor(row=table.get_row_index(keep_key), animate=False)
@@ -281,12 +377,16 @@ class MainScreen(Screen):
         cache: dict = self.app.row_cache
         cache.clear()
         table.clear()
+        view = s.view.view if s.view.view in VIEWS else "connections"
+        cols = [c.key for c, _w in self.shown_cols]
+        cells_of = CELLS[view]
         for r in s.rows:
-            key = str(r.id)
-            cells = row_cells(r, s.now)
-            cache[key] = (r, None if r.closed else int(s.now - r.start), cells)
+            key = row_key(r)
+            cells = _cells(cells_of(r, s.now), cols)
+            age = None if view != "connections" or r.closed else int(s.now - r.start)
+            cache[key] = (r, age, cells)
             table.add_row(*cells, key=key)
-        self.app.row_order = [str(r.id) for r in s.rows]
+        self.app.row_order = [row_key(r) for r in s.rows]
         if keep_key is not None and keep_key.value in cache:
             table.move_cursor(row=table.get_row_index(keep_key), animate=False)
 
@@ -294,9 +394,10 @@ class MainScreen(Screen):
 class TcpwatchApp(App):
     TITLE = "tcpwatch"
     CSS = """
-    #hdr { height: 1; background: $panel; }
-    #status { height: 1; color: $text-muted; }
-    #filter { height: 3; }
+    #hdr { height: auto; background: $panel; }
+    #status { height: auto; color: $text-muted; }
+    #filter { height: 1; border: none; padding: 0 1; }
+    #filter.hidden { display: none; }
     #flows { height: 1fr; }
     """
     BINDINGS = [
@@ -359,6 +460,14 @@ class TcpwatchApp(App):
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
         yield SystemCommand("Help", "Explain every column, badge and key", self.action_help)
+        for i, view in enumerate(VIEWS, 1):
+            yield SystemCommand(f"View: {VIEW_TITLES[view]} ({i})",
+                                f"Show the {VIEW_TITLES[view]} view", self._cmd("view", view))
+        yield SystemCommand("Services per endpoint / per service (e)",
+                            "Services view: group by endpoint or by service",
+                            self._cmd("endpoints"))
+        yield SystemCommand("Percentile window (w)", "Whole capture, last 10 s, last 60 s",
+                            self._cmd("window"))
         yield SystemCommand("Filter", "Focus the filter box", self._cmd("focus_filter"))
         yield SystemCommand("Problems only", "Show only connections with a badge",
                             self._cmd("problems"))
@@ -387,7 +496,7 @@ class TcpwatchApp(App):
 
     def set_view(self, **changes) -> None:
         v = self.monitor.view
-        fields = {k: getattr(v, k) for k in ("filter", "sort", "reverse", "problems", "limit")}
+        fields = {k: getattr(v, k) for k in VIEW_FIELDS}
         fields.update(changes)
         self.monitor.view = ViewSpec(**fields)
         self.monitor.poke()
@@ -395,8 +504,7 @@ class TcpwatchApp(App):
         if main is not None and main.is_mounted:
             main.show_status(self.monitor.latest, self.paused)
 
-    def open_flow(self, fid: int) -> None:
-        from .flow_screen import FlowScreen
+    def open_flow(self, fid: int, exchange: int | None = None) -> None:
         if fid < 0:  # a folded row of half-open attempts: list them instead
             s = self.monitor.latest
             row = next((r for r in s.rows if r.id == fid), None) if s is not None else None
@@ -408,7 +516,7 @@ class TcpwatchApp(App):
             return
         self.monitor.focus = fid
         self.monitor.poke()
-        self.push_screen(FlowScreen(fid))
+        self.push_screen(FlowScreen(fid, exchange))
 
     def apply(self, force: bool = False) -> None:
         s = self.monitor.latest
@@ -417,7 +525,6 @@ class TcpwatchApp(App):
         self._applied = s.seq
         self.applied_snapshots += 1
         t0 = time.perf_counter()
-        from .flow_screen import FlowScreen
         try:
             with self.batch_update():
                 main = self._main()

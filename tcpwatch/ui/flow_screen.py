@@ -17,7 +17,7 @@ from ..analysis import events as E
 from ..errors import UserError
 from ..monitor import FlowDetail, Snapshot
 from . import fmt
-from .app import badge_text
+from .columns import badge_text
 
 DIRS = ("client → server", "server → client")
 PARTS = (("connect", "blue"), ("tls", "magenta"), ("wait", "grey50"), ("upload", "cyan"),
@@ -176,9 +176,10 @@ class FlowScreen(Screen):
     FlowScreen #diagbox { height: 1fr; border-top: solid $primary; }
     """
 
-    def __init__(self, fid: int) -> None:
+    def __init__(self, fid: int, exchange: int | None = None) -> None:
         super().__init__()
         self.fid = fid
+        self.exchange = exchange  # opened at this request (the Requests view's Enter)
         self.version = -1
         self.packet_keys: set[str] = set()
         self.saved: str | None = None
@@ -227,6 +228,8 @@ class FlowScreen(Screen):
 
     def on_mount(self) -> None:
         self.ready = True
+        if self.exchange is not None:
+            self.action_tab("requests")
         s = self.app.monitor.latest
         if s is not None and s.detail is not None and s.detail.id == self.fid:
             self.show(s)
@@ -331,6 +334,10 @@ class FlowScreen(Screen):
                        fmt.untrusted(answer_label(x), 40),
                        Text(fmt.dur(b["total"]), justify="right"), waterfall(b, scale),
                        Text(stalls, style="bold red" if stalls else ""), key=str(x["index"]))
+        if self.exchange is not None and str(self.exchange) in rq.rows:
+            # opened at this request: the cursor on it, once
+            rq.move_cursor(row=rq.get_row_index(str(self.exchange)), animate=False)
+            self.exchange = None
         diag = Text()
         tls = d.summary.get("tls")
         if tls:

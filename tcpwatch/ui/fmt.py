@@ -29,6 +29,13 @@ def dur(s: float | None) -> str:
     return f"{int(s // 3600)}h{int(s % 3600 // 60):02d}m"
 
 
+def clock(epoch: float) -> str:
+    """A capture time of day, local: 14:03:07.250."""
+    import time
+    lt = time.localtime(epoch)
+    return f"{lt.tm_hour:02d}:{lt.tm_min:02d}:{lt.tm_sec:02d}.{int(epoch % 1 * 1000):03d}"
+
+
 def size(n: float | None) -> str:
     if n is None:
         return NONE
