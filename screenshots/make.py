@@ -40,6 +40,20 @@ async def shoot() -> list[str]:
     async with app.run_test(size=SIZE) as pilot:
         await loaded(app, pilot)
         save("dashboard")
+        for keys, name in (("2", "view-requests"), ("3e", "view-services-endpoints"),
+                           ("3", "view-services")):
+            for k in keys:
+                await pilot.press(k)
+                for _ in range(200):
+                    await pilot.pause(0.05)
+                    s = app.monitor.latest
+                    if s.view == app.monitor.view and app._applied == s.seq:
+                        break
+            app.screen.query_one("#flows").move_cursor(row=0, animate=False)
+            await pilot.pause(0.2)
+            save(name)
+        await pilot.press("1")
+        await pilot.pause(0.3)
         await pilot.press("f1")
         await pilot.pause(0.3)
         save("help")
@@ -66,6 +80,85 @@ async def shoot() -> list[str]:
     return saved
 
 
+SERVER = """
+import ctypes, sys, time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+ctypes.CDLL(None).prctl(15, b"api-server", 0, 0, 0)
+class H(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True
+    def do_GET(self):
+        if self.path.startswith("/slow"):
+            time.sleep(0.3)
+        body = b"x" * (1_000_000 if self.path == "/export" else 500)
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *a):
+        pass
+ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
+"""
+CLIENT = """
+import ctypes, http.client, sys, time
+ctypes.CDLL(None).prctl(15, b"web-frontend", 0, 0, 0)
+port, end, n = int(sys.argv[1]), time.time() + 60, 0
+keep = http.client.HTTPConnection("127.0.0.1", port)
+while time.time() < end:
+    for path in ("/users/%d" % n, "/health", "/slow/report"):
+        keep.request("GET", path)
+        keep.getresponse().read()
+    c = http.client.HTTPConnection("127.0.0.1", port)
+    c.request("GET", "/export")
+    c.getresponse().read()
+    c.close()
+    n += 1
+"""
+
+
+async def shoot_live() -> list[str]:
+    """The Processes view needs local processes: live on loopback, a server and a client
+    started here (root and dumpcap needed; skipped otherwise)."""
+    import os
+    import shutil
+    import socket
+    import subprocess
+
+    from tcpwatch.procmap import ProcMap
+    if os.geteuid() != 0 or not shutil.which("dumpcap"):
+        print("not root or no dumpcap: the Processes view's screenshot is left as it is")
+        return []
+    with socket.socket() as so:
+        so.bind(("127.0.0.1", 0))
+        port = so.getsockname()[1]
+    procs = [subprocess.Popen([sys.executable, "-c", SERVER, str(port)])]
+    saved = []
+    try:
+        cap = Capture("fast", iface="lo", bpf=f"tcp port {port}")
+        app = TcpwatchApp(Monitor(cap, mode="live", procmap=ProcMap()))
+        async with app.run_test(size=SIZE) as pilot:
+            procs.append(subprocess.Popen([sys.executable, "-c", CLIENT, str(port)]))
+            await pilot.press("4")
+            for _ in range(400):
+                await pilot.pause(0.05)
+                s = app.monitor.latest
+                if s is not None and s.view.view == "processes" and len(s.rows) >= 2 \
+                        and all(r.served or r.sent for r in s.rows) \
+                        and s.requests > 40:
+                    break
+            await pilot.pause(0.6)
+            app.screen.query_one("#flows").move_cursor(row=0, animate=False)
+            await pilot.pause(0.2)
+            app.save_screenshot(filename="view-processes.svg", path=str(HERE))
+            saved.append("view-processes.svg")
+            await pilot.press("q")
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()
+    return saved
+
+
 if __name__ == "__main__":
-    for name in asyncio.run(shoot()):
+    for name in asyncio.run(shoot()) + asyncio.run(shoot_live()):
         print(HERE / name)

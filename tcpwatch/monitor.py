@@ -564,7 +564,7 @@ class Monitor:
         now = self._now_ns()
         view = self.view
         # requests whose connection went quiet or closed are finished (requests.py)
-        self.table.requests.settle(self.table.flows, now, final=self._done)
+        self.table.requests.settle(self.table.flows, self.table.last_ts, final=self._done)
         try:
             pred = compile_filter(view.filter)
         except FilterError:

@@ -18,8 +18,8 @@ their number). Totals over the whole capture, and for the last 10 s and 60 s in 
 steps. The number of groups of each kind is capped; the rest add up in an "other" row.
 
 An exchange is finished when the next one starts on its connection (Exchanges._start hands it
-here), or when its connection is quiet for QUIET_NS, closed, evicted or the capture ends
-(settle()). Pure: times come from packets only.
+here), when it was answered and its connection then stayed quiet for QUIET_NS, or when the
+connection is closed, evicted or the capture ends (settle()). Pure: times come from packets only.
 """
 
 from __future__ import annotations
@@ -333,8 +333,9 @@ class Requests:
 
     def settle(self, flows: dict, now_ns: int, final: bool = False) -> int:
         """Count the open exchanges of connections (`flows`: the table's, by id) that are
-        closed, quiet for QUIET_NS, or all of them when the capture ended (`final`). Returns
-        how many were counted."""
+        closed, answered and then quiet for QUIET_NS of capture time (`now_ns`: the newest
+        packet's time, never the wall clock: a live capture's packets arrive late), or all
+        of them when the capture ended (`final`). Returns how many were counted."""
         done = []
         n = 0
         for fid in self.pending:
@@ -346,7 +347,9 @@ class Requests:
             if cur is None or cur.counted:
                 done.append(fid)
                 continue
-            if final or flow.closed or now_ns - flow.last_ts >= QUIET_NS:
+            # a request still waiting for its answer is in flight, however long it takes
+            if final or flow.closed or (cur.resp_start is not None
+                                        and now_ns - flow.last_ts >= QUIET_NS):
                 self.finished(flow, cur, flow.rst_dir >= 0 and flow.rst_unanswered)
                 n += 1
                 done.append(fid)

@@ -123,7 +123,7 @@ PROCESSES = (
     Column("conns", "conns", 9, 2, "Connections open now / all seen (either end)."),
     Column("bytes_in", "in", 9, 3, "Payload bytes it received, each counted once."),
     Column("bytes_out", "out", 9, 3, "Payload bytes it sent, each counted once."),
-    Column("rate", "rate", 12, 2, "Bytes/s received and sent over the last second."),
+    Column("rate", "rate ↓ ↑", 22, 2, "Bytes/s received and sent over the last second.", 12),
     Column("retx", "retx", 5, 3, "Segments the process's sockets sent again."),
     Column("served", "served", 7, 2, "Requests it answered (its server sockets)."),
     Column("sent", "sent", 7, 2, "Requests it sent (its client sockets)."),

@@ -1,7 +1,8 @@
 """How the dashboard copes with many connections: builds a capture of N short HTTP-like
 connections (handshake, request, response, FIN both ways), loads it in the real app (pilot,
 real monitor thread) and measures snapshot build time, the UI's apply time and the latency
-from a key press (toggle problems-only, change sort) to the updated table.
+from a key press (toggle problems-only, change sort; switch views: 1-4, e) to the updated
+table.
 Usage: python tests/bench/bench_ui.py [N ...]   (default: 1000 10000 50000)
 
        python tests/bench/bench_ui.py --during FILE
@@ -76,6 +77,16 @@ async def measure(path: str, n: int) -> dict:
             lat.append(time.perf_counter() - t1)
         res["key_to_table_ms_median"] = statistics.median(lat) * 1e3
         res["key_to_table_ms_max"] = max(lat) * 1e3
+        # switching views: 1-4 and back, Services per endpoint (e)
+        lat = []
+        for key in ("2", "3", "e", "4", "1", "2", "3", "1"):
+            t1 = time.perf_counter()
+            await pilot.press(key)
+            while not (mon.latest.view == mon.view and app._applied == mon.latest.seq):
+                await pilot.pause(0.005)
+            lat.append(time.perf_counter() - t1)
+        res["view_ms_median"] = statistics.median(lat) * 1e3
+        res["view_ms_max"] = max(lat) * 1e3
         res["snapshot_build_ms_avg"] = mon.build_seconds / mon.snapshots * 1e3
         res["apply_ms_avg"] = app.apply_seconds / app.applied_snapshots * 1e3
         res["rows_shown"] = len(mon.latest.rows)
@@ -127,7 +138,9 @@ def main() -> None:
                   f"snapshot build {r['snapshot_build_ms_avg']:.1f} ms avg, UI apply "
                   f"{r['apply_ms_avg']:.1f} ms avg; key -> updated "
                   f"table median {r['key_to_table_ms_median']:.0f} ms, max "
-                  f"{r['key_to_table_ms_max']:.0f} ms; {r['rows_shown']} rows shown, "
+                  f"{r['key_to_table_ms_max']:.0f} ms; key -> another view median "
+                  f"{r['view_ms_median']:.0f} ms, max {r['view_ms_max']:.0f} ms; "
+                  f"{r['rows_shown']} rows shown, "
                   f"{r['hidden']} hidden")
 
 
