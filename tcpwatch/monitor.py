@@ -41,6 +41,7 @@ DEFAULT_LIMIT = 200  # rows sent to the table; the rest are counted as hidden
 M32 = 0xFFFFFFFF
 RECENT_S = 3.0  # rows of connections active this recently are rebuilt at every snapshot
 READING_ROWS_MAX = 4000  # reading a file: rows rebuilt per snapshot at the most
+REQUEST_ROWS_WARM = 1000  # Requests rows built ahead per snapshot while another view shows
 
 
 VIEWS = ("connections", "requests", "services", "processes")
@@ -317,6 +318,7 @@ class Monitor:
         self._rows: dict[int, FlowRow] = {}  # flow id -> its current row
         self._nob: set[int] = set()  # ... whose row has no badges yet (_with_badges)
         self._names: dict[int, tuple] = {}  # flow id -> its endpoints as text
+        self._req_rows: dict[tuple[int, int], tuple] = {}  # (flow, index) -> (Sample, row)
         self._recent: deque[set[int]] = deque(maxlen=max(1, int(RECENT_S * hz) + 1))
         self._done = False
         self._final = False  # file mode: the rows were rebuilt after the end of the file
@@ -408,6 +410,10 @@ class Monitor:
             self._error = getattr(e, "message", None) or str(e) or e.__class__.__name__
         finally:
             if paused:
+                # what the read built is kept until the end (no cycles in it): later
+                # collections skip it, rather than walk it all (a second or more at 20,000
+                # connections, during which no snapshot is published)
+                gc.freeze()
                 gc.enable()
         self._done = True
         st = self.capture.stats
@@ -581,6 +587,8 @@ class Monitor:
                                     view.window)
         else:
             rows = self._process_rows(now, view.window)
+        if view.view != "requests":
+            self._warm_request_rows()
         if view.problems:
             rows = [r for r in rows if r.badges]
         if pred is not None:
@@ -638,29 +646,63 @@ class Monitor:
         """The newest finished requests (requests.RECENT_MAX of them), as rows; `view.group`
         keeps those of one service or endpoint."""
         out = []
-        names = self._names
         flows = self.table.flows
-        for smp in self.table.requests.recent:
+        recent = self.table.requests.recent
+        # a finished request never changes: its row is built once (and again only when its
+        # process is found), so a key press costs a lookup per request, not a row
+        cache = self._req_rows
+        if len(cache) > 2 * (recent.maxlen or len(recent)):
+            live = {(smp.flow, smp.index) for smp in recent}
+            for k in [k for k in cache if k not in live]:
+                del cache[k]
+        for smp in recent:
             if view.group and view.group not in (smp.service, f"{smp.service} {smp.endpoint}"):
                 continue
             fl = flows.get(smp.flow)
-            nm = names.get(smp.flow)
-            if nm is None and fl is not None:
-                (ca, cport), (sa, sport) = fl.client, fl.server
-                nm = names[fl.id] = (_endpoint(ca, cport, fl.ipv), _endpoint(sa, sport, fl.ipv),
-                                     fmt_addr(ca), cport, fmt_addr(sa), sport)
-            if nm is None:
-                nm = (smp.client, smp.service.rsplit(" ", 1)[0], "", 0, "", 0)
             cp, sp = self._procs_for(fl) if fl is not None else (None, None)
-            out.append(RequestRow(
-                key=f"{smp.flow}:{smp.index}", id=smp.flow, index=smp.index, start=smp.start,
-                proc=sp if sp is not None else cp, client=nm[0], server=nm[1], caddr=nm[2],
-                cport=nm[3], saddr=nm[4], sport=nm[5], proto=smp.proto, request=smp.request,
-                result=smp.result, error=smp.error, total=smp.total, network=smp.network,
-                think=smp.think, transfer=smp.transfer, stalls=smp.stalls,
-                badges=(BADGE[smp.cause],) if smp.cause else (), lost=smp.lost,
-                service=smp.service, endpoint=smp.endpoint))
+            proc = sp if sp is not None else cp
+            hit = cache.get((smp.flow, smp.index))
+            if hit is not None and hit[0] is smp and hit[1].proc is proc:
+                out.append(hit[1])
+                continue
+            row = self._request_row(smp, fl, proc)
+            out.append(row)
         return out
+
+    def _request_row(self, smp, fl: Flow | None, proc) -> RequestRow:
+        names = self._names
+        nm = names.get(smp.flow)
+        if nm is None and fl is not None:
+            (ca, cport), (sa, sport) = fl.client, fl.server
+            nm = names[fl.id] = (_endpoint(ca, cport, fl.ipv), _endpoint(sa, sport, fl.ipv),
+                                 fmt_addr(ca), cport, fmt_addr(sa), sport)
+        if nm is None:
+            nm = (smp.client, smp.service.rsplit(" ", 1)[0], "", 0, "", 0)
+        row = RequestRow(
+            key=f"{smp.flow}:{smp.index}", id=smp.flow, index=smp.index, start=smp.start,
+            proc=proc, client=nm[0], server=nm[1], caddr=nm[2],
+            cport=nm[3], saddr=nm[4], sport=nm[5], proto=smp.proto, request=smp.request,
+            result=smp.result, error=smp.error, total=smp.total, network=smp.network,
+            think=smp.think, transfer=smp.transfer, stalls=smp.stalls,
+            badges=(BADGE[smp.cause],) if smp.cause else (), lost=smp.lost,
+            service=smp.service, endpoint=smp.endpoint)
+        self._req_rows[(smp.flow, smp.index)] = (smp, row)
+        return row
+
+    def _warm_request_rows(self) -> None:
+        """Build a share of the Requests view's rows while another view is shown, newest
+        first, so that switching to it costs lookups (REQUEST_ROWS_WARM per snapshot)."""
+        cache, flows = self._req_rows, self.table.flows
+        n = 0
+        for smp in reversed(self.table.requests.recent):
+            if (smp.flow, smp.index) in cache:
+                continue
+            fl = flows.get(smp.flow)
+            cp, sp = self._procs_for(fl) if fl is not None else (None, None)
+            self._request_row(smp, fl, sp if sp is not None else cp)
+            n += 1
+            if n >= REQUEST_ROWS_WARM:
+                return
 
     def _group_rows(self, kind: str, now: int, window: int | None) -> list[GroupRow]:
         out = []

@@ -30,6 +30,7 @@ from ..monitor import (
 )
 from . import fmt
 from .columns import CELLS, VIEW_COLUMNS, VIEW_TITLES, Column, fit, row_key
+from .fasttable import FastTable
 from .flow_screen import FlowScreen
 from .help import HelpScreen
 
@@ -93,6 +94,7 @@ class MainScreen(Screen):
         super().__init__()
         self.shown_cols: list[tuple[Column, int]] = []  # the columns on screen, with widths
         self.shown_view = ""  # the view those columns belong to
+        self._rest: tuple | None = None  # (snapshot, rows) still to add below the screen
 
     def compose(self) -> ComposeResult:
         yield Static(id="hdr")
@@ -100,7 +102,7 @@ class MainScreen(Screen):
         yield Input(placeholder="filter: words, proc:NAME port:N addr:A state:SF badge:RTO "
                                 "!word  (Enter/Esc: back to the table)", id="filter",
                     classes="hidden")
-        yield DataTable(id="flows", cursor_type="row", zebra_stripes=True)
+        yield FastTable(id="flows", cursor_type="row", zebra_stripes=True)
         yield Footer()
 
     def on_mount(self) -> None:
@@ -320,6 +322,7 @@ class MainScreen(Screen):
         if self._columns(view):
             self._rebuild_rows(table, s, None)
             return
+        self._add_rest()  # the previous rebuild's rows below the screen, if still to add
         cache: dict = self.app.row_cache
         keep_key = None
         if table.row_count:
@@ -377,18 +380,39 @@ class MainScreen(Screen):
         cache: dict = self.app.row_cache
         cache.clear()
         table.clear()
+        self._rest = None
+        rows = s.rows
+        # the rows on screen first, the others right after the screen shows them: a new
+        # view appears at the cost of one screenful (DataTable measures every added cell)
+        first = max(table.size.height, 24) + 8
+        if keep_key is not None:
+            at = next((i for i, r in enumerate(rows) if row_key(r) == keep_key.value), -1)
+            first = max(first, at + 8)
+        self._add_rows(table, s, rows[:first])
+        self.app.row_order = [row_key(r) for r in rows]
+        if len(rows) > first:
+            self._rest = (s, rows[first:])
+            self.call_after_refresh(self._add_rest)
+        if keep_key is not None and keep_key.value in cache:
+            table.move_cursor(row=table.get_row_index(keep_key), animate=False)
+
+    def _add_rows(self, table: DataTable, s: Snapshot, rows) -> None:
+        cache: dict = self.app.row_cache
         view = s.view.view if s.view.view in VIEWS else "connections"
         cols = [c.key for c, _w in self.shown_cols]
         cells_of = CELLS[view]
-        for r in s.rows:
+        for r in rows:
             key = row_key(r)
             cells = _cells(cells_of(r, s.now), cols)
             age = None if view != "connections" or r.closed else int(s.now - r.start)
             cache[key] = (r, age, cells)
             table.add_row(*cells, key=key)
-        self.app.row_order = [row_key(r) for r in s.rows]
-        if keep_key is not None and keep_key.value in cache:
-            table.move_cursor(row=table.get_row_index(keep_key), animate=False)
+
+    def _add_rest(self) -> None:
+        """The rows below the screen of the last rebuild (none if a snapshot came since)."""
+        rest, self._rest = self._rest, None
+        if rest is not None and self.is_mounted:
+            self._add_rows(self.query_one("#flows", DataTable), *rest)
 
 
 class TcpwatchApp(App):

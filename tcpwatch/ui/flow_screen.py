@@ -18,6 +18,7 @@ from ..errors import UserError
 from ..monitor import FlowDetail, Snapshot
 from . import fmt
 from .columns import badge_text
+from .fasttable import FastTable
 
 DIRS = ("client → server", "server → client")
 PARTS = (("connect", "blue"), ("tls", "magenta"), ("wait", "grey50"), ("upload", "cyan"),
@@ -198,7 +199,7 @@ class FlowScreen(Screen):
                 yield PlotextPlot(id="p_win_s")
             with TabPane("Requests", id="requests"), Vertical():
                 yield Static(id="rqnote", classes="kept")
-                rq: DataTable = DataTable(id="reqs", cursor_type="row", zebra_stripes=True)
+                rq: DataTable = FastTable(id="reqs", cursor_type="row", zebra_stripes=True)
                 for label, key, w in (("#", "i", 4), ("request", "req", 34),
                                       ("answer", "resp", 12), ("total", "total", 9),
                                       ("breakdown", "bar", 64), ("stalls", "stalls", 26)):
@@ -209,12 +210,12 @@ class FlowScreen(Screen):
                     yield Static(id="diag")
             with TabPane("Events", id="events"), Vertical():
                 yield Static(id="evnote", classes="kept")
-                ev: DataTable = DataTable(id="ev", cursor_type="row", zebra_stripes=True)
+                ev: DataTable = FastTable(id="ev", cursor_type="row", zebra_stripes=True)
                 ev.add_columns("time", "frame", "dir", "event")
                 yield ev
             with TabPane("Packets", id="packets"), Vertical():
                 yield Static(id="pknote", classes="kept")
-                pk: DataTable = DataTable(id="pkts", cursor_type="row", zebra_stripes=True)
+                pk: DataTable = FastTable(id="pkts", cursor_type="row", zebra_stripes=True)
                 for label, key, w in (("frame", "num", 7), ("time", "t", 10), ("dir", "d", 3),
                                       ("flags", "f", 6), ("seq", "seq", 10),
                                       ("ack", "ack", 10), ("len", "len", 6),

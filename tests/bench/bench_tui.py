@@ -4,7 +4,8 @@ Not a test: numbers. Needs tmux; --live needs root, iperf3 and dumpcap.
 
     python tests/bench/bench_tui.py --file CAPTURE
         tcpwatch -r CAPTURE; while it reads, press `p` (problems only) every 200 ms and time
-        each press until the status line changes on screen.
+        each press until the status line changes on screen; once read, the same, then
+        switch views (2, 3, 4, 1, three rounds) and time each until the table shows it.
     python tests/bench/bench_tui.py --live [RATE] [SECONDS]
         tcpwatch -i lo in a network namespace of its own while iperf3 sends RATE (default
         1.2G, MSS 1400: ~110,000 packets/s) for SECONDS (default 10); the same key presses,
@@ -110,6 +111,15 @@ def file_mode(path: str) -> None:
             time.sleep(0.2)
         print(summary("key press -> status line, file read (nothing ingesting)", idle))
         print(summary("key press -> table in the new view, file read", TABLE))
+        views = []
+        for key, title in [("2", "2 Requests"), ("3", "3 Services"), ("4", "4 Processes"),
+                           ("1", "1 Connections")] * 3:
+            t1 = time.monotonic()
+            tmux("send-keys", "-t", SESSION, key)
+            if wait_for(lambda s, title=title: title in s and "updating" not in s, 10):
+                views.append(time.monotonic() - t1)
+            time.sleep(0.2)
+        print(summary("key 1-4 -> the table in that view on screen, file read", views))
     finally:
         tmux("kill-session", "-t", SESSION)
 
