@@ -106,6 +106,19 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _snaplen(args) -> int | None:
+    """--snaplen: None (the live default), 0 (whole frames) or at least 128 bytes (every
+    header: link, IP, TCP with options)."""
+    n = args.snaplen
+    if n is None:
+        return None
+    if n != 0 and not 128 <= n <= 262144:
+        raise UserError(f"--snaplen {n}: give 0 (whole frames) or 128 to 262144 bytes")
+    if n and (getattr(args, "file", None) or getattr(args, "demo", False)):
+        raise UserError("--snaplen applies to live capture (-i)")
+    return n
+
+
 def _source_options(p: argparse.ArgumentParser, dashboard: bool) -> None:
     src = p.add_mutually_exclusive_group(required=not dashboard)
     src.add_argument("-r", dest="file", metavar="FILE",
@@ -117,6 +130,11 @@ def _source_options(p: argparse.ArgumentParser, dashboard: bool) -> None:
                      help="read the capture bundled with tcpwatch")
     p.add_argument("-f", dest="bpf", metavar="BPF",
                    help="capture filter, pcap-filter(7) syntax (live capture only)")
+    p.add_argument("--snaplen", type=int, default=None, metavar="BYTES",
+                   help="live: bytes kept of each frame (default 512: every header and the "
+                        "payload's start, enough for HTTP/1, TLS, Redis, DNS and query-sized "
+                        "database messages; 0: whole frames, for PostgreSQL, MySQL and "
+                        "HTTP/2 messages anywhere in large segments, at a cost in keep-up)")
     p.add_argument("--engine", choices=("fast", "pyshark"), default="fast",
                    help="packet engine: our own decoder (default) or tshark via pyshark")
     p.add_argument("--filter", metavar="EXPR", default="",
@@ -151,7 +169,8 @@ def cmd_report(args: argparse.Namespace) -> int:
         raise UserError("-f applies to live capture (-i); to filter a file, use tshark -Y")
     pred = _filter(args.filter)
     capture = Capture(args.engine, file=file, iface=args.iface, bpf=args.bpf,
-                      count=args.count, duration=args.duration, keep_raw=False)
+                      count=args.count, duration=args.duration, keep_raw=False,
+                      snaplen=_snaplen(args))
     capture.preflight()
     if _root_note(args.iface):
         print(f"tcpwatch: note: {ROOT_NOTE}", file=sys.stderr)
@@ -245,7 +264,7 @@ def cmd_dashboard(args: argparse.Namespace, signals: ExitSignals) -> int:
     # live without -w: nothing is written; the drill-down dissects the newest frames from
     # memory (capture/rawring.py)
     capture_kw = dict(engine=args.engine, file=file, iface=iface, bpf=args.bpf,
-                      save=args.write)
+                      save=args.write, snaplen=_snaplen(args))
     try:
         Capture(**capture_kw).preflight()  # one clear line before the screen changes
     except UserError:

@@ -212,7 +212,7 @@ def test_report_shows_slowest_requests_and_diagnosis():
     j = json.loads(subprocess.run([sys.executable, "-m", "tcpwatch", "report", "--demo",
                                    "--json"], capture_output=True, text=True,
                                   check=True).stdout)
-    assert j["schema"] == 4 and j["diagnosis"][0]["kind"] == "connection_churn"
+    assert j["schema"] == 5 and j["diagnosis"][0]["kind"] == "connection_churn"
     slow = j["flows"][0]["exchanges"][5]
     assert slow["request"]["path"] == "/slow" and slow["keep_alive"] is True
     assert {d["kind"] for d in j["flows"][9]["diagnosis"]} >= {"zero_window"}

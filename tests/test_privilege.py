@@ -40,7 +40,9 @@ def _sh(*cmd: str) -> None:
 def unprivileged():
     """(user in the wireshark group, user outside it, a world-readable lib dir, bin dir)."""
     import ddsketch
+    import hpack
     import humanize
+    import hyperframe
     import orjson
     import psutil
     import six
@@ -61,7 +63,7 @@ def unprivileged():
         lib = base / "lib"
         shutil.copytree(Path(tcpwatch.__file__).parent, lib / "tcpwatch",
                         ignore=shutil.ignore_patterns("__pycache__", "*.so"))
-        for mod in (humanize, orjson, ddsketch, psutil):  # the dependencies the report needs
+        for mod in (humanize, orjson, ddsketch, psutil, hpack, hyperframe):  # the report's
             # (orjson and psutil built for this same CPython version)
             shutil.copytree(Path(mod.__file__).parent, lib / mod.__name__,
                             ignore=shutil.ignore_patterns("__pycache__"))

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Final
 
+from ..capture.record import PAYLOAD_PREFIX
 from .peek import client_hello_sni
 
 HTTP_METHODS: Final = (b"GET", b"POST", b"PUT", b"DELETE", b"HEAD", b"OPTIONS", b"PATCH",
@@ -41,6 +42,7 @@ def http_request(p: bytes) -> dict | None:
 def http_response(p: bytes) -> dict | None:
     if not p.startswith(b"HTTP/1."):
         return None
+    p = p[:PAYLOAD_PREFIX]
     parts = p[:64].split(b" ", 2)
     try:
         status = int(parts[1])
@@ -165,6 +167,8 @@ def dns_message(p: bytes) -> dict | None:
 
 def label_request(p: bytes, server_port: int) -> tuple[str, dict]:
     """(protocol, fields) for the first bytes of a client turn."""
+    if len(p) > PAYLOAD_PREFIX:
+        p = p[:PAYLOAD_PREFIX]
     if server_port == DNS_PORT:
         d = dns_message(p)
         if d is not None:
@@ -184,6 +188,8 @@ def label_request(p: bytes, server_port: int) -> tuple[str, dict]:
 
 
 def label_response(proto: str, p: bytes) -> dict:
+    if len(p) > PAYLOAD_PREFIX:
+        p = p[:PAYLOAD_PREFIX]
     if proto == "http":
         return http_response(p) or {}
     if proto == "redis":

@@ -48,6 +48,15 @@ BADGES: dict[str, tuple[str, str, str]] = {
     "ZWIN": (ERROR, "zero window",
              "A receiver advertised a zero receive window (RFC 9293 3.8.6): its application "
              "stopped reading, and the sender must wait, probing, until it reads again."),
+    "H2WIN": (WARN, "HTTP/2 flow control",
+              "An HTTP/2 sender waited on a zero flow-control window (RFC 9113 5.2): the "
+              "receiver's application window, not TCP's, held the stream until its "
+              "WINDOW_UPDATE. Small initial windows cap a stream at one window per round "
+              "trip whatever the path could carry."),
+    "DEADL": (ERROR, "gRPC deadline exceeded",
+              "A gRPC call ran out of its deadline (the grpc-timeout header): the client gave "
+              "up, cancelling the stream, or the server answered DEADLINE_EXCEEDED. The work "
+              "behind it may still run on the server."),
     "DUP": (INFO, "duplicate ACKs",
             "A receiver repeated the same ACK because a segment was missing or reordered "
             "(RFC 5681 2); three in a row trigger fast retransmit."),

@@ -27,13 +27,15 @@ SERVER_THINK: Final = "server_think"  # [THINK] the server took long to answer
 HIGH_RETRANSMISSION: Final = "high_retransmission_rate"  # [LOSS]
 RST_MIDSTREAM: Final = "rst_midstream"  # [RST] RFC 9293 3.5.2: aborted after data
 HALF_OPEN: Final = "half_open"  # [HALF] RFC 9293 3.5.2: one side sends into the void
+H2_FLOW_CONTROL: Final = "h2_flow_control"  # [H2WIN] RFC 9113 5.2: a zero HTTP/2 window
+DEADLINE_EXCEEDED: Final = "deadline_exceeded"  # [DEADL] gRPC: the call's deadline ran out
 
 BADGE: Final = {SYN_RETRANSMITTED: "SYN+", CONNECTION_REFUSED: "REJ", RTO_STALL: "RTO",
          TAIL_LOSS_PROBE: "TLP", FAST_RETRANSMIT: "RETX", SPURIOUS_RETRANSMISSION: "SPUR",
          REORDERING: "OOO", ZERO_WINDOW: "ZWIN", WINDOW_BOUND: "WNDB",
          NAGLE_DELAYED_ACK: "NAGLE", SLOW_START: "SS", CONNECTION_CHURN: "CHURN",
          SERVER_THINK: "THINK", HIGH_RETRANSMISSION: "LOSS", RST_MIDSTREAM: "RST",
-         HALF_OPEN: "HALF"}
+         HALF_OPEN: "HALF", H2_FLOW_CONTROL: "H2WIN", DEADLINE_EXCEEDED: "DEADL"}
 
 THINK_MIN_S: Final = 0.1  # server think time worth reporting
 # a zero window shorter than this held nothing up (a reader a moment behind a loopback sender)
@@ -222,6 +224,18 @@ def diagnose_flow(flow) -> list[Finding]:
                 "Enable window scaling on both ends (net.ipv4.tcp_window_scaling)."
                 if no_scale else "Raise the receiver's buffer (SO_RCVBUF / tcp_rmem) or "
                 "read faster."))
+    h2w = stalls.get("h2_window", 0)
+    if h2w:
+        frames = [(f, t / 1e9) for ex in exs.items
+                  for f, t in ex.evidence.get("h2_window", [])][:10]
+        out.append(Finding(
+            H2_FLOW_CONTROL, "warn", h2w / 1e9, fid, frames,
+            f"HTTP/2 flow control (RFC 9113 5.2) stopped a sender for {h2w / 1e6:.0f} ms in "
+            "all: its window for a stream or for the connection reached zero and it waited "
+            "for the receiver's WINDOW_UPDATE - the receiving application read slowly, or "
+            "its windows are small, whatever TCP could carry.",
+            "Raise the receiver's HTTP/2 windows (SETTINGS_INITIAL_WINDOW_SIZE and the "
+            "connection window: e.g. gRPC's initial window / BDP probing), or read faster."))
     for d, side in ((0, "client"), (1, "server")):
         nagle = exs.nagle_ns[d]
         if not nagle:
@@ -277,14 +291,39 @@ def diagnose_flow(flow) -> list[Finding]:
     for ex in exs.items:
         b = breakdown(ex, flow, exs)
         think, total = b["think"], b["total"]
+        if ex.response.get("grpc_code") == "DEADLINE_EXCEEDED" or (
+                ex.request.get("deadline") and ex.response.get("rst") == "CANCEL"
+                and ex.response.get("rst_by") == "client"):
+            out.append(Finding(
+                DEADLINE_EXCEEDED, "error", total or 0.0, fid,
+                [(ex.req_first, (ex.req_start or 0) / 1e9)],
+                f"The gRPC call {ex.request.get('path', '')} ran out of its "
+                f"{float(ex.request.get('deadline') or 0) * 1e3:.0f} ms deadline "
+                "(grpc-timeout): the client gave up"
+                + (" and cancelled the stream (RST_STREAM CANCEL)."
+                   if ex.response.get("rst") else "; the server answered DEADLINE_EXCEEDED."),
+                "See where the time went (the server's think time, or a queue before it); "
+                "raise the deadline only if the work really takes that long.",
+                exchange=ex.index))
+            continue
         if think is not None and total and think >= THINK_MIN_S and think >= THINK_SHARE \
                 * total:
+            db = ex.proto in ("pgsql", "mysql")
+            behind = ex.request.get("behind")
             out.append(Finding(
                 SERVER_THINK, "warn", think, fid,
                 [(ex.req_last, ex.req_end / 1e9), (ex.resp_first, ex.resp_start / 1e9)],
-                f"The server took {think * 1e3:.0f} ms between the last request byte and "
-                f"the first response byte (network round trip already taken out): "
-                f"{100 * think / total:.0f}% of this exchange.",
+                (f"The database took {think * 1e3:.0f} ms to answer this query after its last "
+                 f"byte arrived (network round trip already taken out): "
+                 f"{100 * think / total:.0f}% of it"
+                 + (f", queued behind pipelined query #{behind} on the same connection."
+                    if behind is not None else ": the server executing it (a small result; "
+                    "the rows' transfer is counted apart).") if db else
+                 f"The server took {think * 1e3:.0f} ms between the last request byte and "
+                 f"the first response byte (network round trip already taken out): "
+                 f"{100 * think / total:.0f}% of this exchange."),
+                "EXPLAIN ANALYZE the statement; look for locks (pg_locks / SHOW PROCESSLIST) "
+                "and missing indexes." if db else
                 "Profile the server's handler (database queries, locks, upstream calls).",
                 exchange=ex.index))
         ss = _slow_start(ex, b, flow)

@@ -14,6 +14,11 @@ charge back when a resend proves spurious: it cost nothing):
   nagle       a small segment held back until the peer's delayed ACK of the previous one
               (RFC 896 Nagle, RFC 1122 4.2.3.2 delayed ACK), on either side: the whole hold
               (without Nagle it would have left at once)
+  h2_window   an HTTP/2 sender blocked on a zero flow-control window (RFC 9113 5.2) until
+              the WINDOW_UPDATE that reopened it: the application's window, not TCP's
+
+PostgreSQL, MySQL and HTTP/2 are followed message by message (sqlwire.py, h2streams.py) rather
+than turn by turn: their parsers open and finish the exchanges (m_open .. m_done).
 Pure: packet times only.
 """
 
@@ -22,9 +27,10 @@ from __future__ import annotations
 from typing import Any, Final
 
 from ..capture.record import ACK, PacketRecord
-from . import apps
+from . import apps, h2, sqlwire
 from . import events as E
 from .budget import SHARED, Budget
+from .h2streams import H2App
 from .handshake import Handshake
 
 # a held-back segment waits at least this long (delayed ACK >= 40 ms)
@@ -32,7 +38,9 @@ NAGLE_GAP_NS: Final = 10_000_000
 # the ACK that releases it came this much later than the path explains: the receiver's
 # delayed-ACK timer (RFC 1122 4.2.3.2; 40 ms at least on Linux, 200 ms on Windows)
 DELAYED_ACK_MIN_NS: Final = 20_000_000
-STALL_KINDS: Final = ("rto", "tlp", "fast", "zero_window", "window_full", "nagle")
+STALL_KINDS: Final = ("rto", "tlp", "fast", "zero_window", "window_full", "nagle",
+                      "h2_window")
+MYSQL_PORT: Final = 3306  # IANA; a MySQL connection picked up mid-stream is trusted only here
 
 
 class Exchange:
@@ -82,7 +90,7 @@ class Exchanges:
     __slots__ = ("items", "dropped", "cur", "last_data_dir", "last_ts", "last_num",
                  "tls", "tls_turns", "tls_done_ts", "tls_done_num", "zw_since", "wf_since",
                  "small_pending", "last_pure_ack", "count", "proto", "nagle_ns", "max_seg",
-                 "budget", "retired_stalls", "sink")
+                 "budget", "retired_stalls", "sink", "app", "app_next", "app_note", "greeting")
 
     def __init__(self, budget: Budget = SHARED) -> None:
         self.items: list[Exchange] = []  # the newest, within the budget's share (budget.py)
@@ -111,6 +119,15 @@ class Exchanges:
         self.nagle_ns = [0, 0]  # time lost to Nagle x delayed ACK, client's and server's sends
         self.max_seg = [0, 0]  # the largest payload each side has sent
         self.proto = ""
+        # a message-level parser (sqlwire.PgConn / MyConn, h2streams.H2App) once the
+        # protocol is recognised: it opens and finishes the exchanges itself (m_open ...
+        # m_done), several at once if the protocol pipelines or multiplexes
+        self.app: Any = None
+        self.app_next: list = [None, None]  # next in-order sequence number per direction
+        self.app_note = ""  # why the parser could not follow some of the bytes
+        # the server's first segment when it spoke first (seq, bytes, ts, frame): an HTTP/2
+        # server may send its SETTINGS before the client's preface arrives
+        self.greeting: tuple | None = None
 
     # ---- per segment ----------------------------------------------------------------------
     def on_segment(self, r: PacketRecord, d: int, new: int, m: int, flow) -> None:
@@ -140,7 +157,14 @@ class Exchanges:
                 self.last_pure_ack[1 - d] = (ts, r.ack)
             return
         self.small_pending[1 - d] = None  # the other side spoke: a new turn for it
-        if d == 0:
+        if self.app is None and (self.count == 0 or self.last_data_dir != d) \
+                and self.tls is None:
+            self._recognise(r, d, flow)
+        if self.app is not None:
+            if self.cur is not None and self.last_data_dir == d:
+                self._nagle(r, d, ts, flow, self.cur)  # the same turn going on
+            self._app_data(r, d, ts, flow)
+        elif d == 0:
             self._client_data(r, new, flow)
         else:
             self._server_data(r, new, flow)
@@ -156,6 +180,117 @@ class Exchanges:
             self.small_pending[d] = (ts, (r.seq + r.plen) & 0xFFFFFFFF, r.num, room)
         else:
             self.small_pending[d] = None
+
+    # ---- message-level protocols ---------------------------------------------------------
+    def _recognise(self, r: PacketRecord, d: int, flow) -> None:
+        """PostgreSQL, MySQL or HTTP/2 from the first bytes of a connection, or of a turn
+        when the connection was picked up later (then only from shapes that are hard to
+        mistake: whole PostgreSQL query messages, a MySQL command on MySQL's port)."""
+        p = r.payload
+        first = self.count == 0 and self.cur is None
+        app: Any = None
+        if d == 0:
+            spoke = self.max_seg[0] > 0  # the client sent data before this segment
+            if first and sqlwire.pg_startup(p):
+                app = sqlwire.PgConn(self, flow, startup=True)
+            elif not spoke and (h2.looks_like_h2_preface(p) or h2.is_h2c_upgrade(p)):
+                app = H2App(self, flow)
+            elif self.proto in ("", "pgsql") and sqlwire.pg_query_segment(p):
+                app = sqlwire.PgConn(self, flow, startup=False)
+                self.app_note = "picked up after its start-up"
+            elif self.proto in ("", "mysql") and flow.server[1] == MYSQL_PORT \
+                    and sqlwire.my_command_segment(p):
+                app = sqlwire.MyConn(self, flow)
+                app.state = "command"
+                self.app_note = "picked up after its handshake: capabilities unknown"
+        elif first and sqlwire.my_greeting(p):
+            app = sqlwire.MyConn(self, flow)
+        if app is None:
+            return
+        self.app = app
+        self.proto = app.name
+        cur = self.cur
+        gr = self.greeting
+        if cur is not None and cur.req_start is None and gr is not None and cur.index == 0:
+            # the server's greeting, taken for an exchange: the parser reads it instead
+            self.items.remove(cur)
+            self.count -= 1
+            self.app_next[1] = gr[0]
+            self._app_seg(1, gr[0], len(gr[1]), gr[1], gr[2], gr[3], True)
+        elif cur is not None and not cur.counted and self.sink is not None:
+            self.sink.finished(flow, cur)  # what the turns made of it before
+        self.greeting = None
+        self.cur = None
+
+    def _app_data(self, r: PacketRecord, d: int, ts: int, flow) -> None:
+        """Hand the parser this segment's bytes in order: what it has not had yet, and say
+        which bytes it will never have (a hole the capture missed, payload cut by the snap
+        length)."""
+        self._app_seg(d, r.seq, r.plen, r.payload, ts, r.num, self.last_data_dir != d)
+
+    def _app_seg(self, d: int, seq: int, plen: int, p: bytes, ts: int, num: int,
+                 turn: bool) -> None:
+        app = self.app
+        nxt = self.app_next[d]
+        if nxt is None:
+            nxt = seq
+        off = (nxt - seq) & 0xFFFFFFFF
+        if off >= 0x80000000:  # starts past what came before: a hole
+            app.gap(d, (seq - nxt) & 0xFFFFFFFF)
+            off = 0
+        elif off >= plen:
+            return  # all of it came before
+        kept = len(p)
+        if off < kept:
+            app.data(d, p[off:] if off else p, ts, num, turn)
+        lost = app.lost_note
+        if kept < plen:
+            app.gap(d, plen - (off if off > kept else kept))
+            if app.lost_note and app.lost_note != lost:
+                app.lost_note = f"payload cut by the capture's snap length ({app.lost_note})"
+        self.app_next[d] = (seq + plen) & 0xFFFFFFFF
+        if app.lost_note:
+            self.app_note = app.lost_note
+
+    def m_open(self, flow, proto: str, request: dict, ts: int, frame: int) -> Exchange:
+        """A request the parser found, starting at (ts, frame)."""
+        prev = self.cur
+        if prev is not None and prev.proto == proto and prev.req_start is not None \
+                and not prev.counted and proto in ("pgsql", "mysql"):
+            request["behind"] = prev.index  # pipelined: sent before the previous was answered
+        ex = Exchange(self.count, proto, request)
+        self.count += 1
+        self._keep(ex)
+        ex.req_start, ex.req_first = ts, frame
+        ex.req_end, ex.req_last = ts, frame
+        self.cur = ex
+        if self.sink is not None:
+            self.sink.started(flow)
+        return ex
+
+    def m_req(self, ex: Exchange, ts: int, frame: int, nbytes: int) -> None:
+        if ex.resp_start is None:
+            if ex.req_start is None:
+                ex.req_start, ex.req_first = ts, frame
+            ex.req_end, ex.req_last = ts, frame
+            ex.req_segments += 1
+        ex.req_bytes += nbytes
+        self.cur = ex
+
+    def m_resp(self, ex: Exchange, ts: int, frame: int, nbytes: int,
+               fields: dict | None = None) -> None:
+        if ex.resp_start is None:
+            ex.resp_start, ex.resp_first = ts, frame
+        ex.resp_end, ex.resp_last = ts, frame
+        ex.resp_bytes += nbytes
+        if fields:
+            ex.response.update(fields)
+        self.cur = ex
+
+    def m_done(self, flow, ex: Exchange) -> None:
+        """The parser saw the end of this exchange's answer: it is counted now."""
+        if self.sink is not None:
+            self.sink.finished(flow, ex)
 
     def _mss(self, hs: Handshake, d: int) -> int:
         """The largest segment sender d may send: the smaller MSS option of the handshake
@@ -305,6 +440,8 @@ class Exchanges:
             return
         cur = self.cur
         if cur is None:  # the server spoke first (a greeting): an exchange with no request
+            if self.count == 0:
+                self.greeting = (r.seq, r.payload[:4096], ts, r.num)
             proto = self.proto or ("http" if apps.http_response(r.payload) else "")
             cur = Exchange(self.count, proto, {})
             self.count += 1

@@ -17,7 +17,7 @@ from collections import deque
 from itertools import islice
 from typing import Final
 
-from ..capture.record import PacketRecord
+from ..capture.record import PAYLOAD_PREFIX, PacketRecord
 from .flow import Flow
 from .rate import RateBins
 from .table import FlowTable
@@ -58,8 +58,11 @@ class LiveFeed:
             if fid != last:
                 dirty.add(fid)
                 last = fid
+            p = r.payload
+            if len(p) > PAYLOAD_PREFIX:  # the packet list reads no more (record.py)
+                p = r.payload = p[:PAYLOAD_PREFIX]
             packets.append(r)
-            kept += RECORD_BYTES + len(r.payload)
+            kept += RECORD_BYTES + len(p)
             total.add(r.ts, r.flen)
             while kept > keep and packets:
                 old = packets.popleft()

@@ -49,7 +49,7 @@ SENT: Final = "sent"  # ... and the one that asked (monitor.py, report/run.py)
 # stall kinds (exchange.py) -> the diagnosis that explains them (diagnosis.py)
 STALL_KIND: Final = {"rto": "rto_stall", "tlp": "tail_loss_probe", "fast": "fast_retransmit",
                      "zero_window": "zero_window", "window_full": "window_bound",
-                     "nagle": "nagle_delayed_ack"}
+                     "nagle": "nagle_delayed_ack", "h2_window": "h2_flow_control"}
 
 _SEGMENT_ID = re.compile(
     r"^(\d+|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
@@ -80,6 +80,16 @@ def endpoint_label(ex: Exchange, sni: str | None) -> str:
         return f"query {q.get('qtype', '?')}"
     if ex.proto == "tls":
         return f"TLS {sni}"[:LABEL_MAX] if sni else "TLS (no server name)"
+    if ex.proto in ("pgsql", "mysql"):
+        kind = str(q.get("kind", ""))
+        if kind in ("startup", "handshake", "cancel"):
+            return kind
+        fp = q.get("fingerprint")
+        return str(fp)[:LABEL_MAX] if fp else kind or ex.proto
+    if ex.proto == "grpc":
+        return str(q.get("path", ""))[:LABEL_MAX]
+    if ex.proto == "http2" and q.get("method"):
+        return f"{q['method']} {route_template(str(q.get('path', '')))}"[:LABEL_MAX]
     return "(unrecognised)" if not ex.proto else ex.proto
 
 
@@ -92,6 +102,14 @@ def request_text(ex: Exchange) -> str:
         return str(q["command"])
     if ex.proto == "dns" and q.get("query"):
         return f"{q['query']} {q.get('qtype', '')}".strip()[:LABEL_MAX]
+    if ex.proto in ("pgsql", "mysql"):
+        if q.get("query"):
+            return " ".join(str(q["query"]).split())[:LABEL_MAX]
+        if q.get("kind") in ("startup", "handshake"):
+            return f"{q['kind']} {q.get('user', '')}".strip()[:LABEL_MAX]
+        return str(q.get("command", q.get("kind", "")))[:LABEL_MAX]
+    if ex.proto in ("http2", "grpc") and q.get("method"):
+        return f"{q['method']} {q.get('path', '')}"[:LABEL_MAX]
     return ""
 
 
@@ -109,6 +127,27 @@ def result_of(ex: Exchange, reset: bool) -> tuple[str, bool]:
         return str(a["reply"]), False
     if ex.proto == "dns" and a.get("rcode"):
         return str(a["rcode"]), a["rcode"] != "NOERROR"
+    if ex.proto == "pgsql" and a:
+        if a.get("sqlstate"):  # ErrorResponse: severity and SQLSTATE (Appendix A)
+            return f"{a.get('severity', 'ERROR')} {a['sqlstate']}", True
+        if a.get("result"):
+            return str(a["result"])[:LABEL_MAX], False
+        return str(a.get("tag") or a.get("auth") or a.get("status", "")), False
+    if ex.proto == "mysql" and a:
+        if a.get("result") == "ERR":
+            return f"ERR {a.get('error_code', '')} {a.get('sqlstate', '')}".strip(), True
+        if a.get("result") == "resultset":
+            return f"{a.get('rows', 0)} rows", False
+        if a.get("result") == "OK" and "affected_rows" in a:
+            return f"OK {a['affected_rows']}", False
+        return str(a.get("result", "")), False
+    if ex.proto == "grpc" and "grpc_code" in a:
+        return str(a["grpc_code"]), a["grpc_code"] != "OK"
+    if ex.proto in ("http2", "grpc") and (a.get("rst") or a.get("goaway")):
+        return f"RST_STREAM {a['rst']}" if a.get("rst") else f"GOAWAY {a['goaway']}", True
+    if ex.proto in ("http2", "grpc") and a.get("status"):
+        st = int(a["status"])
+        return str(st), st >= 500
     if ex.resp_start is None:
         return "no answer", False
     return "", False

@@ -15,9 +15,10 @@ from .direction import Direction
 from .exchange import exchange_summary
 from .flow import Flow
 
-SCHEMA_VERSION: Final = 4  # 2: exchanges, tls, diagnosis; 3: resends by trigger and verdict,
+SCHEMA_VERSION: Final = 5  # 2: exchanges, tls, diagnosis; 3: resends by trigger and verdict,
 #                             the path's SRTT, zero-window probes of either form; 4: services,
-#                             endpoints, processes, requests_counted, badges, DNS qtype
+#                             endpoints, processes, requests_counted, badges, DNS qtype;
+#                             5: pgsql, mysql, http2, grpc exchanges, "app" per connection
 
 
 def _s(ns: int | None) -> float | None:
@@ -163,6 +164,9 @@ def flow_summary(f: Flow, capture_end: int | None = None) -> dict:
         "s2c": direction_summary(s2c, duration, end),
         # TLS handshake: SNI, version, 1 or 2 round trips, resumed (exchange.py, RFC 8446)
         "tls": _tls(f),
+        # the message-level parser that followed it, and why some of it is unknown
+        "app": None if f.exchanges.app is None else {
+            "protocol": f.exchanges.app.name, "note": f.exchanges.app_note or None},
         "exchanges": [exchange_summary(x, f, f.exchanges) for x in f.exchanges.items],
         "exchanges_dropped": f.exchanges.dropped,
         "diagnosis": [x.as_dict() for x in findings],

@@ -16,7 +16,6 @@ from .record import (
     OPT_SACK_PERM,
     OPT_TIMESTAMP,
     OPT_WSCALE,
-    PAYLOAD_PREFIX,
     PacketRecord,
 )
 
@@ -236,7 +235,10 @@ def decode_at(link: int, data: bytes, base: int, end: int, wire_len: int, ts: in
         parse_options(rec, data, tcp + 20, min(tcp + hlen, n))
     if plen:
         start = tcp + hlen
-        stop = min(start + plen, start + PAYLOAD_PREFIX, n)
+        # every captured payload byte: the message parsers (analysis/sqlwire.py, h2.py)
+        # frame the application's stream across segments; a record kept for the packet list
+        # keeps PAYLOAD_PREFIX of them (analysis/live.py)
+        stop = min(start + plen, n)
         if stop > start:  # (a header longer than the captured frame: no payload; and compiled,
             # a slice that ends before it starts is an error, not b"")
             rec.payload = data[start:stop]

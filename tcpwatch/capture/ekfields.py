@@ -8,7 +8,7 @@ import socket
 from collections.abc import Callable
 
 from .decode import parse_options
-from .record import PAYLOAD_PREFIX, CaptureStats, PacketRecord
+from .record import CaptureStats, PacketRecord
 
 INDEX_LINE_START = b'{"timesta'  # a packet's line; -T ek puts an index line before each
 
@@ -53,7 +53,7 @@ def ek_record(layers: dict, num: int) -> PacketRecord | None:
     if rec.plen:
         p = layers.get("tcp_payload")
         if p:
-            rec.payload = hexbytes(p[0][:2 * PAYLOAD_PREFIX])
+            rec.payload = hexbytes(p[0])  # all of it, as the fast decoder (decode.py)
     return rec
 
 

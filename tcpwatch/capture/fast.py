@@ -59,7 +59,8 @@ def iter_file(path: str, stats: CaptureStats,
 
 
 # bytes kept per frame without -w: every header (link, IP, TCP with options: up to ~140)
-# plus the payload's start (the analysis reads PAYLOAD_PREFIX = 256 bytes of it)
+# plus the payload's start (the hints read PAYLOAD_PREFIX = 256 bytes of it; the message
+# parsers follow what is there and say what the snap length cut: --snaplen 0 keeps all)
 LIVE_SNAPLEN = 512
 PIPE_SIZE = 1 << 20  # dumpcap's stdout pipe (the default unprivileged maximum)
 GATHER_S = 0.005  # a small read waits this long for more (live latency: 5 ms)
@@ -186,8 +187,10 @@ class LiveDumpcap:
     """`dumpcap -w -` on a pipe, decoded by the fast engine. The process is always reaped."""
 
     def __init__(self, iface: str, bpf: str | None, save: str | None = None,
-                 save_max: int | None = None, raw: RawRing | None = None) -> None:
+                 save_max: int | None = None, raw: RawRing | None = None,
+                 snaplen: int | None = None) -> None:
         self.iface, self.bpf, self.save, self.save_max = iface, bpf, save, save_max
+        self.snaplen = snaplen
         self.raw = raw
         self.proc: subprocess.Popen | None = None
         self.tee: Tee | None = None
@@ -195,7 +198,9 @@ class LiveDumpcap:
     def batches(self, stats: CaptureStats, stop: threading.Event,
                 limit: int = 0) -> Iterator[list[PacketRecord]]:
         # without -w nothing needs whole frames: less to copy through the pipe, fewer drops
-        cmd = dumpcap_command(self.iface, self.bpf, None if self.save else LIVE_SNAPLEN)
+        # (--snaplen 0: whole frames, for the message parsers: analysis/sqlwire.py, h2.py)
+        snap = self.snaplen if self.snaplen is not None else LIVE_SNAPLEN
+        cmd = dumpcap_command(self.iface, self.bpf, None if self.save or snap == 0 else snap)
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                      stdin=subprocess.DEVNULL, start_new_session=True,
                                      preexec_fn=_die_with_parent)

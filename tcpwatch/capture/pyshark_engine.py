@@ -27,7 +27,7 @@ from ..errors import UserError
 from . import tools
 from .decode import parse_options
 from .ekfields import ek_lines, hexbytes, ns_of
-from .record import PAYLOAD_PREFIX, CaptureStats, PacketRecord, parse_addr
+from .record import CaptureStats, PacketRecord, parse_addr
 
 # tshark preferences: absolute sequence numbers, no analysis or reassembly (we do both)
 PREFS = {
@@ -79,7 +79,7 @@ def to_record(pkt, num: int) -> PacketRecord | None:
     if opts:
         parse_options(rec, opts, 0, len(opts))
     if rec.plen:
-        rec.payload = hexbytes(_field(tcp, "payload"))[:PAYLOAD_PREFIX]
+        rec.payload = hexbytes(_field(tcp, "payload"))  # all of it, as decode.py
     return rec
 
 

@@ -32,7 +32,8 @@ OPT_SACK_PERM: Final = 4  # SACK permitted (RFC 2018 2)
 OPT_SACK: Final = 5  # SACK blocks (RFC 2018 3)
 OPT_TIMESTAMP: Final = 8  # TSval / TSecr (RFC 7323 3.2)
 
-#: at most this many payload bytes are kept per record, for application hints (HTTP, TLS...)
+#: payload bytes the application hints read (HTTP, TLS, Redis, DNS: analysis/apps.py) and a
+#: record kept for the packet list holds; the decoder hands the analysis all captured bytes
 PAYLOAD_PREFIX: Final = 256
 
 
@@ -87,7 +88,7 @@ class PacketRecord:
         self.sack = sack
         self.tsval = tsval
         self.tsecr = tsecr
-        self.payload = payload  # first PAYLOAD_PREFIX bytes of the payload actually captured
+        self.payload = payload  # the payload bytes captured (PAYLOAD_PREFIX once kept)
         self.ipid = ipid  # IPv4 identification (RFC 791); -1 for IPv6 or when not known
         a = src_int if src_int >= 0 else endpoint_int(src, sport)
         b = dst_int if dst_int >= 0 else endpoint_int(dst, dport)

@@ -25,7 +25,8 @@ class Capture:
     def __init__(self, engine: str = "fast", file: str | None = None, iface: str | None = None,
                  bpf: str | None = None, count: int | None = None,
                  duration: float | None = None, save: str | None = None,
-                 save_max: int | None = None, keep_raw: bool = True) -> None:
+                 save_max: int | None = None, keep_raw: bool = True,
+                 snaplen: int | None = None) -> None:
         if engine not in ENGINES:
             raise UserError(f"unknown engine '{engine}': use one of {', '.join(ENGINES)}")
         if (file is None) == (iface is None):
@@ -34,6 +35,7 @@ class Capture:
         self.count, self.duration = count, duration
         self.save = save  # live only: also write the packets to this pcapng file
         self.save_max = save_max  # bytes; None: no limit (the user's own -w file)
+        self.snaplen = snaplen  # live: bytes kept per frame (None: fast.LIVE_SNAPLEN, 0: all)
         self._live = None
         # live, fast engine, no -w: the newest frames stay in memory for dissection (the
         # dashboard's; a report has none: keep_raw=False)
@@ -82,7 +84,7 @@ class Capture:
             if self.file is not None:
                 return fast.iter_file_batches(self.file, self.stats, self._stop, limit)
             self._live = fast.LiveDumpcap(self.iface, self.bpf, self.save, self.save_max,
-                                          self.raw)
+                                          self.raw, snaplen=self.snaplen)
             return self._live.batches(self.stats, self._stop, limit)
         from . import pyshark_engine
         return pyshark_engine.batches(self.file, self.iface, self.bpf, self.stats, self._stop,
