@@ -107,10 +107,14 @@ def pg_capture(tmp_path_factory):
             psql = pg.psql(input=PSQL_INPUT)
             simple = pg.pgbench("-n", "-t", "10", "-c", "1")
             extended = pg.pgbench("-n", "-t", "10", "-c", "1", "-M", "extended")
+        churn = pcap.with_name("churn.pcap")
+        with lab.capture(pg.port, churn):  # a new connection (and md5 start-up) per query
+            for _ in range(3):
+                pg.psql("-c", "SELECT 1", check=True)
         port = pg.port
     assert 'relation "nonexistent" does not exist' in psql.stderr
     assert "20000" in psql.stdout
-    return {"pcap": pcap, "port": port, "simple": simple, "extended": extended,
+    return {"pcap": pcap, "port": port, "simple": simple, "extended": extended, "churn": churn,
             "tshark": lab.tshark_pgsql(pcap, port), "report": report(pcap)}
 
 
@@ -165,6 +169,8 @@ def test_pg_every_simple_query_is_an_exchange(pg_capture):
             seen_big = True  # ~300 kB of DataRows over many segments
             assert resp["rows"] == 20000 and resp["tag"] == "SELECT 20000"
             assert e["response_frames"][0] < e["response_frames"][1]
+        # the request's bytes are its Query message: 'Q', a 4-byte length, the text, NUL
+        assert e["request_bytes"] == 1 + 4 + len(q["query"].encode()) + 1, (q, e)
     assert seen_error and seen_big
     # and tcpwatch has no simple-query exchange tshark did not see
     tshark_frames = collections.Counter(q["frame"] for q, _ in answers)
@@ -535,3 +541,42 @@ def test_grpc_deadline(grpc_capture):
         assert not cancel or cancel[0]["frame"] >= s2c[0]["frame"]
     assert any(d["kind"] == "deadline_exceeded" and d.get("exchange") == e["index"]
                for d in findings(rep)), findings(rep)
+
+
+@NEED_PG
+def test_pg_picked_up_after_its_startup(pg_capture, tmp_path):
+    """A capture that starts after psql's start-up (no StartupMessage, no authentication):
+    its queries are still recognised (whole Query messages), labelled and timed, and the
+    connection says why its start-up is unknown."""
+    msgs = pg_capture["tshark"]
+    first_q = min(m["frame"] for m in msgs if m["dir"] == "c2s" and m["code"] == "Q")
+    cut = tmp_path / "mid.pcap"
+    subprocess.run(["editcap", "-r", str(pg_capture["pcap"]), str(cut), f"{first_q}-10000000"],
+                   check=True, capture_output=True)
+    rep = report(cut)
+    flow = one([f for f in rep["flows"] if any(
+        e["request"].get("query") == "SELECT pg_sleep(0.2);" for e in f["exchanges"])],
+        "the psql connection")
+    # (no SYN: the roles come from the ports, the lower being taken for the server, which
+    # the private port of the test's server may not be; the queries tell)
+    assert flow["app"]["protocol"] == "pgsql"
+    assert flow["app"]["note"].startswith("picked up after its start-up")
+    kinds = [e["request"].get("kind") for e in flow["exchanges"]]
+    assert "startup" not in kinds and kinds.count("simple") == 4
+    sleep = one([e for e in flow["exchanges"]
+                 if e["request"].get("query") == "SELECT pg_sleep(0.2);"], "pg_sleep")
+    assert abs(sleep["breakdown"]["think"] - 0.2) < 0.005
+
+
+@NEED_PG
+def test_pg_connection_per_query_is_churn(pg_capture):
+    """Three psql runs, one query each: three TCP handshakes and three md5 start-ups where a
+    pool would pay once; the finding counts the start-ups' time."""
+    rep = report(pg_capture["churn"])
+    f = one([x for x in findings(rep) if x["kind"] == "connection_churn"], "churn finding")
+    assert len(f["flows"]) == 3
+    assert "one query each" in f["explain"] and "pool" in f["advice"]
+    setups = [e for _, e in exchanges(rep) if e["request"].get("kind") == "startup"]
+    assert len(setups) == 3
+    # the cost: two extra TCP handshakes and two extra start-ups (the first is paid anyway)
+    assert f["lost"] > 0.99 * sum(e["response_end"] - e["request_start"] for e in setups[1:])

@@ -281,7 +281,13 @@ def test_closing_the_terminal_leaves_nothing_behind():
         # its worker, which gives dumpcap and its threads 10 s each) are the limit, reached
         # only on a machine busy enough (one full suite run in ten under load) - nothing may
         # outlive them
-        wait_until(lambda: not marked(session), 45)
+        try:
+            wait_until(lambda: not marked(session), 45)
+        except AssertionError:
+            left = subprocess.run(["ps", "-o", "pid,stat,etimes,pcpu,cmd", "-p",
+                                   ",".join(map(str, marked(session))) or "1"],
+                                  capture_output=True, text=True).stdout
+            raise AssertionError(f"still running 45 s after SIGHUP:\n{left}") from None
     finally:
         for p in procs:
             p.kill()

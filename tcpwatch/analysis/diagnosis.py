@@ -383,6 +383,25 @@ def _half_open(flow) -> Finding | None:
         "TCP_USER_TIMEOUT so dead peers are noticed sooner.")
 
 
+def _requests_and_setup(fl) -> tuple[int, int]:
+    """A connection's requests, and the ns its database start-up / handshake took: for
+    PostgreSQL and MySQL the start-up exchange and the goodbye (Terminate, COM_QUIT) are not
+    requests."""
+    exs = fl.exchanges
+    if exs.proto not in ("pgsql", "mysql"):
+        return exs.count, 0
+    n, setup = exs.dropped, 0
+    for ex in exs.items:
+        kind = ex.request.get("kind")
+        if kind in ("startup", "handshake"):
+            end = ex.resp_end if ex.resp_end is not None else ex.req_end
+            if end is not None and ex.req_start is not None:
+                setup += end - ex.req_start
+        elif kind not in ("COM_QUIT", "cancel"):
+            n += 1
+    return n, setup
+
+
 def diagnose_capture(flows: list) -> list[Finding]:
     """Findings across connections: connection churn (a new connection per request)."""
     groups: dict[tuple, list] = {}
@@ -392,10 +411,25 @@ def diagnose_capture(flows: list) -> list[Finding]:
         groups.setdefault((fl.client[0], fl.server), []).append(fl)
     out = []
     for (_caddr, _server), group in groups.items():
-        fls = [fl for fl in group if fl.exchanges.count <= 1]  # one request, then closed
+        counted = {fl.id: _requests_and_setup(fl) for fl in group}
+        fls = [fl for fl in group if counted[fl.id][0] <= 1]  # one request, then closed
         if len(fls) < CHURN_MIN:
             continue
         cost = sum(fl.handshake.ack_ts - fl.handshake.syn_ts for fl in fls[1:])
+        setup = sum(counted[fl.id][1] for fl in fls[1:])
+        db = any(fl.exchanges.proto in ("pgsql", "mysql") for fl in fls)
+        if db:
+            out.append(Finding(
+                CONNECTION_CHURN, "warn", (cost + setup) / 1e9, None,
+                [(fl.first_num, fl.first_ts / 1e9) for fl in fls[:10]],
+                f"{len(fls)} connections from one client to one database, one query each: "
+                "every query paid a TCP handshake and the database's start-up and "
+                f"authentication ({setup / 1e6 / max(1, len(fls) - 1):.1f} ms each) where a "
+                "connection pool would pay them once.",
+                "Use a connection pool (the driver's, or PgBouncer / ProxySQL) and keep "
+                "connections open between queries.",
+                flows=[fl.id for fl in fls]))
+            continue
         tls = sum(int(breakdown(fl.exchanges.items[0], fl, fl.exchanges)["tls"] * 1e9)
                   for fl in fls[1:] if fl.exchanges.items
                   and fl.exchanges.tls is not None

@@ -90,7 +90,8 @@ class Exchanges:
     __slots__ = ("items", "dropped", "cur", "last_data_dir", "last_ts", "last_num",
                  "tls", "tls_turns", "tls_done_ts", "tls_done_num", "zw_since", "wf_since",
                  "small_pending", "last_pure_ack", "count", "proto", "nagle_ns", "max_seg",
-                 "budget", "retired_stalls", "sink", "app", "app_next", "app_note", "greeting")
+                 "budget", "retired_stalls", "sink", "app", "app_next", "app_note", "greeting",
+                 "app_flip")
 
     def __init__(self, budget: Budget = SHARED) -> None:
         self.items: list[Exchange] = []  # the newest, within the budget's share (budget.py)
@@ -125,6 +126,9 @@ class Exchanges:
         self.app: Any = None
         self.app_next: list = [None, None]  # next in-order sequence number per direction
         self.app_note = ""  # why the parser could not follow some of the bytes
+        # 1: the parser's client is the flow's server (roles guessed from ports, wrongly:
+        # a connection picked up mid-stream whose requests come from the "server" side)
+        self.app_flip = 0
         # the server's first segment when it spoke first (seq, bytes, ts, frame): an HTTP/2
         # server may send its SETTINGS before the client's preface arrives
         self.greeting: tuple | None = None
@@ -205,6 +209,13 @@ class Exchanges:
                 self.app_note = "picked up after its handshake: capabilities unknown"
         elif first and sqlwire.my_greeting(p):
             app = sqlwire.MyConn(self, flow)
+        elif flow.handshake.syn_ts is None and self.proto in ("", "pgsql") \
+                and sqlwire.pg_query_segment(p):
+            # no SYN: the roles came from the ports, and the queries say otherwise
+            app = sqlwire.PgConn(self, flow, startup=False)
+            self.app_flip = 1
+            self.app_note = ("picked up after its start-up; its client is the side taken for "
+                             "the server (no SYN seen: roles guessed from the ports)")
         if app is None:
             return
         self.app = app
@@ -232,20 +243,21 @@ class Exchanges:
                  turn: bool) -> None:
         app = self.app
         nxt = self.app_next[d]
+        ad = d ^ self.app_flip  # the direction as the parser sees it
         if nxt is None:
             nxt = seq
         off = (nxt - seq) & 0xFFFFFFFF
         if off >= 0x80000000:  # starts past what came before: a hole
-            app.gap(d, (seq - nxt) & 0xFFFFFFFF)
+            app.gap(ad, (seq - nxt) & 0xFFFFFFFF)
             off = 0
         elif off >= plen:
             return  # all of it came before
         kept = len(p)
         if off < kept:
-            app.data(d, p[off:] if off else p, ts, num, turn)
+            app.data(ad, p[off:] if off else p, ts, num, turn)
         lost = app.lost_note
         if kept < plen:
-            app.gap(d, plen - (off if off > kept else kept))
+            app.gap(ad, plen - (off if off > kept else kept))
             if app.lost_note and app.lost_note != lost:
                 app.lost_note = f"payload cut by the capture's snap length ({app.lost_note})"
         self.app_next[d] = (seq + plen) & 0xFFFFFFFF

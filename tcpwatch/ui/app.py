@@ -411,8 +411,12 @@ class MainScreen(Screen):
     def _add_rest(self) -> None:
         """The rows below the screen of the last rebuild (none if a snapshot came since)."""
         rest, self._rest = self._rest, None
-        if rest is not None and self.is_mounted:
+        if rest is None or not self.is_mounted:
+            return
+        try:
             self._add_rows(self.query_one("#flows", DataTable), *rest)
+        except NoMatches:  # the app is closing: its widgets are already gone
+            return
 
 
 class TcpwatchApp(App):
