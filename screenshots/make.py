@@ -159,6 +159,57 @@ async def shoot_live() -> list[str]:
     return saved
 
 
+async def shoot_databases() -> list[str]:
+    """PostgreSQL and MariaDB live (the lab's servers, tests/lab/backends.py): pgbench, a
+    pg_sleep and a SLEEP, an error each; the Services view per endpoint and the Requests
+    view. Root, dumpcap, PostgreSQL and MariaDB needed; skipped otherwise."""
+    import os
+    import shutil
+    import threading
+
+    sys.path.insert(0, str(HERE.parent / "tests"))
+    from lab import backends as lab
+
+    from tcpwatch.procmap import ProcMap
+    if os.geteuid() != 0 or not shutil.which("dumpcap") or lab.pg_bindir() is None \
+            or not shutil.which("mariadbd"):
+        print("not root, or no dumpcap, PostgreSQL or MariaDB: database screenshots left")
+        return []
+    saved = []
+    with lab.postgres(auth="md5") as pg, lab.mariadb() as my:
+        pg.pgbench("-i", "-q")
+        cap = Capture("fast", iface="lo", bpf=f"tcp port {pg.port} or tcp port {my.port}")
+        app = TcpwatchApp(Monitor(cap, mode="live", procmap=ProcMap()))
+
+        def load() -> None:
+            pg.pgbench("-n", "-T", "3", "-c", "2")
+            pg.psql(input="SELECT pg_sleep(0.3);\nSELECT * FROM missing_table;\n")
+            my.client("SELECT SLEEP(0.2);\nSELECT 1;\nSELECT * FROM missing_table;\n")
+
+        async with app.run_test(size=SIZE) as pilot:
+            await pilot.pause(1.0)  # dumpcap listening
+            worker = threading.Thread(target=load)
+            worker.start()
+            while worker.is_alive():
+                await pilot.pause(0.1)
+            await pilot.press("3")
+            await pilot.press("e")
+            for _ in range(200):
+                await pilot.pause(0.05)
+                s = app.monitor.latest
+                if s is not None and s.view.endpoints and any(
+                        "SLEEP" in r.name for r in s.rows):
+                    break
+            await pilot.pause(0.6)
+            app.screen.query_one("#flows").move_cursor(row=0, animate=False)
+            await pilot.pause(0.2)
+            app.save_screenshot(filename="view-databases.svg", path=str(HERE))
+            saved.append("view-databases.svg")
+            await pilot.press("q")
+    return saved
+
+
 if __name__ == "__main__":
-    for name in asyncio.run(shoot()) + asyncio.run(shoot_live()):
+    for name in asyncio.run(shoot()) + asyncio.run(shoot_live()) + asyncio.run(
+            shoot_databases()):
         print(HERE / name)

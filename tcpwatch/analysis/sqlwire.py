@@ -59,13 +59,19 @@ MY_SILENT: Final = frozenset((0x01, 0x18, 0x19))
 MY_CLIENT_DEPRECATE_EOF: Final = 0x01000000  # capability flag: result sets end with OK
 MY_MORE_RESULTS: Final = 0x0008  # SERVER_MORE_RESULTS_EXISTS status flag
 
-_STRING = re.compile(r"[eEbBxXnN]?'(?:[^']|'')*'|\$([A-Za-z_]*)\$.*?\$\1\$|\"(?:[^\"]|\"\")*\"",
-                     re.S)
-_NUMBER = re.compile(r"(?<![\w$.])[-+]?(?:\d+\.?\d*(?:[eE][-+]?\d+)?|\.\d+|0[xX][0-9a-fA-F]+)"
-                     r"(?![\w$])")
-_PARAM = re.compile(r"\$\d+|(?<![\w?])\?")
-_SPACE = re.compile(r"\s+")
+# one pass: a double-quoted identifier (kept), a string literal (E'', B'', X'', N''), a
+# dollar-quoted string, a number (with its sign), a $n parameter: all but the first become ?
+_TOKEN = re.compile(r"(?P<q>\"(?:[^\"]|\"\")*\")|[eEbBxXnN]?'(?:[^']|'')*'"
+                    r"|\$(?P<tag>[A-Za-z_]*)\$.*?\$(?P=tag)\$"
+                    r"|(?<![\w$.])[-+]?(?:\d+\.?\d*(?:[eE][-+]?\d+)?|\.\d+|0[xX][0-9a-fA-F]+)"
+                    r"(?![\w$])|\$\d+", re.S)
 _LIST = re.compile(r"\b(IN)\s*\(\s*\?(?:\s*,\s*\?)+\s*\)", re.I)
+_FP_CACHE: dict[str, str] = {}
+FP_CACHE_MAX: Final = 4096  # statements whose fingerprint is remembered (cleared when full)
+
+
+def _literal(m: re.Match) -> str:
+    return m.group(0) if m.group("q") else "?"
 
 
 def fingerprint(sql: str) -> str:
@@ -73,14 +79,17 @@ def fingerprint(sql: str) -> str:
     collapsed, for grouping (as pg_stat_statements' normalised text): quoted strings,
     numbers, $n and ? parameters become ?, an IN list of them one IN (?); identifiers in
     double quotes are kept."""
-    def lit(m: re.Match) -> str:
-        return m.group(0) if m.group(0).startswith('"') else "?"
-    s = _STRING.sub(lit, sql)
-    s = _NUMBER.sub("?", s)
-    s = _PARAM.sub("?", s)
-    s = _SPACE.sub(" ", s).strip().rstrip(";").strip()
-    s = _LIST.sub(lambda m: f"{m.group(1)} (?)", s)
-    return s[:FINGERPRINT_MAX]
+    got = _FP_CACHE.get(sql)
+    if got is not None:
+        return got
+    out = " ".join(_TOKEN.sub(_literal, sql).split()).rstrip(";").rstrip()
+    if "?," in out or "?  ," in out or "? ," in out:
+        out = _LIST.sub(lambda m: f"{m.group(1)} (?)", out)
+    out = out[:FINGERPRINT_MAX]
+    if len(_FP_CACHE) >= FP_CACHE_MAX:
+        _FP_CACHE.clear()
+    _FP_CACHE[sql] = out
+    return out
 
 
 def _cstr(b: bytes, i: int) -> tuple[str, int]:
@@ -148,22 +157,27 @@ class WireConn:
             st.body.clear()
             st.need = st.skip = 0
         i, n = 0, len(b)
+        got = 0  # bytes framed since the exchanges were last told (told in one call)
         while i < n:
-            if st.skip:
-                k = st.skip if st.skip < n - i else n - i
-                st.skip -= k
-                i += k
-                self.body_bytes(d, k, ts, frame)
-                if not st.skip and not st.need:
-                    self._whole(d, st, ts, frame)
-                continue
-            if st.need:
+            if st.need:  # the kept head of a body first, then the rest skipped
                 k = st.need if st.need < n - i else n - i
                 st.body += b[i:i + k]
                 st.need -= k
                 i += k
-                self.body_bytes(d, k, ts, frame)
+                got += k
                 if not st.need and not st.skip:
+                    self.body_bytes(d, got, ts, frame)
+                    got = 0
+                    self._whole(d, st, ts, frame)
+                continue
+            if st.skip:
+                k = st.skip if st.skip < n - i else n - i
+                st.skip -= k
+                i += k
+                got += k
+                if not st.skip:
+                    self.body_bytes(d, got, ts, frame)
+                    got = 0
                     self._whole(d, st, ts, frame)
                 continue
             hl = self.header_len(d)
@@ -174,11 +188,13 @@ class WireConn:
                 k = n - i
             st.hdr += b[i:i + k]
             i += k
-            self.body_bytes(d, k, ts, frame)
+            got += k
             if len(st.hdr) < hl:
                 continue
             body = self.parse_header(d, st)
+            st.hdr.clear()  # whole and read: what follows is the body (gap() tells them apart)
             if body < 0:
+                self.body_bytes(d, got, ts, frame)
                 self.lose(d, "not a message boundary: the framing was lost")
                 self.unframed(d, n - i, ts, frame)
                 return
@@ -187,7 +203,11 @@ class WireConn:
             st.need, st.skip = kb, body - kb
             st.body.clear()
             if not body:
+                self.body_bytes(d, got, ts, frame)
+                got = 0
                 self._whole(d, st, ts, frame)
+        if got:
+            self.body_bytes(d, got, ts, frame)
 
     def gap(self, d: int, nbytes: int) -> None:
         """nbytes of direction d were never seen."""

@@ -347,7 +347,12 @@ class FlowScreen(Screen):
                 f"{tls.get('version') or '?'}, SNI {tls.get('sni') or '—'}, "
                 f"{tls.get('rtts') or '?'} round trip(s), "
                 f"{'resumed' if tls.get('resumed') else 'full handshake'}, handshake "
-                f"{fmt.dur(tls.get('handshake_time'))}\n", 200))
+                f"{fmt.dur(tls.get('handshake_time'))}; requests are its turns (encrypted: "
+                f"an HTTP/2 connection's streams cannot be told apart)\n", 300))
+        app = d.summary.get("app")
+        if app and app.get("note"):
+            diag.append(f"{app.get('protocol')} ", style="bold")
+            diag.append_text(fmt.untrusted(f"{app['note']}\n", 300))
         found = sorted(d.summary["diagnosis"], key=lambda f: -f["lost"])
         if not found:
             diag.append("Diagnosis: nothing found on this connection.", style="green")

@@ -58,8 +58,11 @@ def help_markdown() -> str:
             "sender's bytes in flight (in flight pinned at the window means flow control "
             "limits the transfer; a window at zero means the reader stalled); throughput per "
             "second.",
-            "- **Requests**: every request/response exchange (HTTP, TLS, Redis, DNS recognised; "
-            "any other protocol by its turns) with a waterfall of where its time went: "
+            "- **Requests**: every request/response exchange (HTTP/1, Redis, DNS by their "
+            "turns; PostgreSQL queries, MySQL commands, HTTP/2 streams and gRPC calls one by "
+            "one, pipelined or concurrent; encrypted traffic, HTTP/2 inside TLS included, by "
+            "its turns: TLS hides the messages; any other protocol by its turns) with a "
+            "waterfall of where its time went: "
             "connect (SYN to ACK), TLS handshake, the client's own wait, upload, one network "
             "round trip, the server's think time, and the response transfer; the parts add "
             "up to the total. Stalls inside them (RTO waits, fast-retransmit recovery, zero "
