@@ -182,7 +182,8 @@ async def shoot_databases() -> list[str]:
         app = TcpwatchApp(Monitor(cap, mode="live", procmap=ProcMap()))
 
         def load() -> None:
-            pg.pgbench("-n", "-T", "3", "-c", "2")
+            # at a steady 300 transactions/s: the monitor shares this process with the pilot
+            pg.pgbench("-n", "-T", "3", "-c", "2", "-R", "300")
             pg.psql(input="SELECT pg_sleep(0.3);\nSELECT * FROM missing_table;\n")
             my.client("SELECT SLEEP(0.2);\nSELECT 1;\nSELECT * FROM missing_table;\n")
 
