@@ -120,6 +120,7 @@ def file_mode(path: str) -> None:
                 views.append(time.monotonic() - t1)
             time.sleep(0.2)
         print(summary("key 1-4 -> the table in that view on screen, file read", views))
+        print("  each, ms:", " ".join(f"{x * 1e3:.0f}" for x in views))
     finally:
         tmux("kill-session", "-t", SESSION)
 
