@@ -8,40 +8,13 @@ from __future__ import annotations
 
 import collections
 import os
-import shutil
 import subprocess
 
 import pytest
-from conftest import NEED_TSHARK
 from lab import backends as lab
+from lab.marks import LAB, NEED_GRPC, NEED_MARIADB, NEED_NGINX, NEED_PG
 
-pytestmark = [NEED_TSHARK, pytest.mark.timeout(120),
-              pytest.mark.skipif(os.geteuid() != 0, reason="needs root (tcpdump, servers)"),
-              pytest.mark.skipif(shutil.which("tcpdump") is None,
-                                 reason="tcpdump not installed (bash .ci/setup installs it)")]
-
-
-def _need(*progs: str) -> pytest.MarkDecorator:
-    missing = [p for p in progs if shutil.which(p) is None]
-    return pytest.mark.skipif(bool(missing), reason=f"{', '.join(missing)} not installed "
-                              "(bash .ci/setup installs it)")
-
-
-NEED_PG = pytest.mark.skipif(lab.pg_bindir() is None or shutil.which("setpriv") is None,
-                             reason="PostgreSQL (postgresql) or setpriv not installed")
-NEED_MARIADB = _need("mariadbd", "mariadb-install-db", "mariadb", "mysqlslap")
-NEED_NGINX = _need("nginx", "nghttp", "curl")
-
-
-def _grpc_missing() -> bool:
-    try:
-        import grpc  # noqa: F401
-    except ImportError:
-        return True
-    return False
-
-
-NEED_GRPC = pytest.mark.skipif(_grpc_missing(), reason="grpcio not installed in the venv")
+pytestmark = LAB
 LAB_PREFIXES = ("tcpwatch-pg-", "tcpwatch-mariadb-", "tcpwatch-nginx-", "tcpwatch-grpc-")
 
 

@@ -12,42 +12,18 @@ seconds); each part is skipped when its programs are missing (bash .ci/setup ins
 from __future__ import annotations
 
 import collections
+import importlib.util
 import json
-import os
 import re
 import shutil
 import subprocess
 import sys
 
 import pytest
-from conftest import NEED_TSHARK
 from lab import backends as lab
+from lab.marks import LAB, NEED_GRPC, NEED_MARIADB, NEED_NGINX, NEED_PG
 
-pytestmark = [NEED_TSHARK, pytest.mark.timeout(120),
-              pytest.mark.skipif(os.geteuid() != 0, reason="needs root (tcpdump, servers)"),
-              pytest.mark.skipif(shutil.which("tcpdump") is None,
-                                 reason="tcpdump not installed (bash .ci/setup installs it)")]
-
-
-def _need(*progs: str) -> pytest.MarkDecorator:
-    missing = [p for p in progs if shutil.which(p) is None]
-    return pytest.mark.skipif(bool(missing), reason=f"{', '.join(missing)} not installed "
-                              "(bash .ci/setup installs it)")
-
-
-def _grpc_missing() -> bool:
-    try:
-        import grpc  # noqa: F401
-    except ImportError:
-        return True
-    return False
-
-
-NEED_PG = pytest.mark.skipif(lab.pg_bindir() is None or shutil.which("setpriv") is None,
-                             reason="PostgreSQL (postgresql) or setpriv not installed")
-NEED_MARIADB = _need("mariadbd", "mariadb-install-db", "mariadb")
-NEED_NGINX = _need("nginx", "nghttp")
-NEED_GRPC = pytest.mark.skipif(_grpc_missing(), reason="grpcio not installed in the venv")
+pytestmark = LAB
 
 SLEEP = 0.2  # what the servers are told to wait: pg_sleep, SLEEP, the gRPC Slow handler
 THINK_TOLERANCE = 0.005
@@ -448,7 +424,7 @@ def test_h2_nginx_streams(h2_capture):
 # ---- gRPC ---------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def grpc_capture(tmp_path_factory):
-    if _grpc_missing():
+    if importlib.util.find_spec("grpc") is None:
         pytest.skip("grpcio not installed in the venv")
     pcap = tmp_path_factory.mktemp("grpc") / "grpc.pcap"
     with lab.grpc_server() as g:

@@ -212,8 +212,7 @@ def diagnose_flow(flow) -> list[Finding]:
             no_scale = hs.syn_count > 0 and hs.synack_count > 0 and (
                 hs.client.wscale is None or hs.server.wscale is None)
             lost = stalls.get("window_full", 0) / 1e9
-            frames = [(f, t / 1e9) for ex in exs.items
-                      for f, t in ex.evidence.get("window_full", [])][:10]
+            frames = _stall_evidence(exs, "window_full")
             out.append(Finding(
                 WINDOW_BOUND, "warn", lost, fid, frames,
                 f"{name}: bytes in flight reached the receiver's advertised window "
@@ -226,8 +225,7 @@ def diagnose_flow(flow) -> list[Finding]:
                 "read faster."))
     h2w = stalls.get("h2_window", 0)
     if h2w:
-        frames = [(f, t / 1e9) for ex in exs.items
-                  for f, t in ex.evidence.get("h2_window", [])][:10]
+        frames = _stall_evidence(exs, "h2_window")
         out.append(Finding(
             H2_FLOW_CONTROL, "warn", h2w / 1e9, fid, frames,
             f"HTTP/2 flow control (RFC 9113 5.2) stopped a sender for {h2w / 1e6:.0f} ms in "
@@ -241,8 +239,7 @@ def diagnose_flow(flow) -> list[Finding]:
         if not nagle:
             continue
         what = "request" if d == 0 else "response"
-        frames = [(f, t / 1e9) for ex in exs.items
-                  for f, t in ex.evidence.get("nagle", [])][:10]
+        frames = _stall_evidence(exs, "nagle")
         out.append(Finding(
             NAGLE_DELAYED_ACK, "warn", nagle / 1e9, fid, frames,
             f"The {side} wrote its {what} in pieces: Nagle's algorithm (RFC 896) held the "
@@ -381,6 +378,11 @@ def _half_open(flow) -> Finding | None:
         "connection's state) while this side still believes it is open.",
         "Enable TCP keep-alives or application heartbeats, and lower tcp_retries2 or use "
         "TCP_USER_TIMEOUT so dead peers are noticed sooner.")
+
+
+def _stall_evidence(exs, kind: str) -> list:
+    """The first ten (frame, time s) where exchanges stalled for this cause."""
+    return [(f, t / 1e9) for ex in exs.items for f, t in ex.evidence.get(kind, [])][:10]
 
 
 def _requests_and_setup(fl) -> tuple[int, int]:
