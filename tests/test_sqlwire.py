@@ -200,3 +200,30 @@ def test_fingerprint() -> None:
     assert fp("update  t\n set a = a + -3.5e2 where id=7 ;") == \
         "update t set a = a + ? where id=?"
     assert fp("SELECT $$a 'quoted' body$$, col2 FROM t2") == "SELECT ?, col2 FROM t2"
+
+
+def test_mysql_prepared_statement() -> None:
+    """COM_STMT_PREPARE (the OK with the statement id, parameter and column definitions, each
+    list closed by an EOF without CLIENT_DEPRECATE_EOF) then COM_STMT_EXECUTE (a binary
+    result set) labelled with the prepared text; COM_STMT_CLOSE has no answer."""
+    exs = Exs()
+    conn = sqlwire.MyConn(exs, None)
+    conn.state = "command"  # picked up after the handshake: no CLIENT_DEPRECATE_EOF
+    conn.data(0, my(0, b"\x16SELECT name FROM users WHERE id = ?"), 1, 1, True)
+    col = b"\x03def" + b"\0" * 20
+    eof = b"\xfe\0\0\2\0"
+    ok = b"\0" + struct.pack("<IHH", 7, 1, 1) + b"\0" + b"\0\0"
+    conn.data(1, my(1, ok) + my(2, col) + my(3, eof) + my(4, col) + my(5, eof), 2, 2, True)
+    conn.data(0, my(0, b"\x17" + struct.pack("<IBI", 7, 0, 1) + b"\0\1\x03\0" + b"\x2a\0\0\0"),
+              3, 3, True)
+    conn.data(1, my(1, b"\x01") + my(2, col) + my(3, eof) + my(4, b"\0\0\x03bob")
+              + my(5, eof), 4, 4, True)
+    conn.data(0, my(0, b"\x19" + struct.pack("<I", 7)), 5, 5, True)
+    prep, exe, close = exs.items
+    assert prep.request["command"] == "COM_STMT_PREPARE" and prep.counted
+    assert prep.response["statement_id"] == 7 and prep.response["params"] == 1
+    assert exe.request["command"] == "COM_STMT_EXECUTE" and exe.request["statement_id"] == 7
+    assert exe.request["fingerprint"] == "SELECT name FROM users WHERE id = ?"
+    assert exe.response["result"] == "resultset" and exe.response["rows"] == 1 and exe.counted
+    assert close.request["command"] == "COM_STMT_CLOSE" and close.counted
+    assert close.resp_start is None
