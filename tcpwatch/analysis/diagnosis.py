@@ -288,14 +288,18 @@ def diagnose_flow(flow) -> list[Finding]:
     for ex in exs.items:
         b = breakdown(ex, flow, exs)
         think, total = b["think"], b["total"]
+        deadline = float(ex.request.get("deadline") or 0)
         if ex.response.get("grpc_code") == "DEADLINE_EXCEEDED" or (
-                ex.request.get("deadline") and ex.response.get("rst") == "CANCEL"
-                and ex.response.get("rst_by") == "client"):
+                deadline > 0 and ex.response.get("rst") == "CANCEL"
+                and ex.response.get("rst_by") == "client"
+                and float(ex.response.get("rst_after") or 0) >= 0.9 * deadline):
+            # (a cancel when the deadline ran out, not before: the client gave up otherwise)
             out.append(Finding(
-                DEADLINE_EXCEEDED, "error", total or 0.0, fid,
+                DEADLINE_EXCEEDED, "error",
+                max(total or 0.0, float(ex.response.get("rst_after") or 0)), fid,
                 [(ex.req_first, (ex.req_start or 0) / 1e9)],
                 f"The gRPC call {ex.request.get('path', '')} ran out of its "
-                f"{float(ex.request.get('deadline') or 0) * 1e3:.0f} ms deadline "
+                f"{deadline * 1e3:.0f} ms deadline "
                 "(grpc-timeout): the client gave up"
                 + (" and cancelled the stream (RST_STREAM CANCEL)."
                    if ex.response.get("rst") else "; the server answered DEADLINE_EXCEEDED."),

@@ -40,6 +40,7 @@ NAGLE_GAP_NS: Final = 10_000_000
 DELAYED_ACK_MIN_NS: Final = 20_000_000
 STALL_KINDS: Final = ("rto", "tlp", "fast", "zero_window", "window_full", "nagle",
                       "h2_window")
+HOLD_MAX: Final = 65536  # bytes of a segment held past a hole (one per direction)
 MYSQL_PORT: Final = 3306  # IANA; a MySQL connection picked up mid-stream is trusted only here
 
 
@@ -91,7 +92,7 @@ class Exchanges:
                  "tls", "tls_turns", "tls_done_ts", "tls_done_num", "zw_since", "wf_since",
                  "small_pending", "last_pure_ack", "count", "proto", "nagle_ns", "max_seg",
                  "budget", "retired_stalls", "sink", "app", "app_next", "app_note", "greeting",
-                 "app_flip")
+                 "app_flip", "app_dead", "app_held")
 
     def __init__(self, budget: Budget = SHARED) -> None:
         self.items: list[Exchange] = []  # the newest, within the budget's share (budget.py)
@@ -129,6 +130,10 @@ class Exchanges:
         # 1: the parser's client is the flow's server (roles guessed from ports, wrongly:
         # a connection picked up mid-stream whose requests come from the "server" side)
         self.app_flip = 0
+        self.app_dead = False  # the parser failed on bytes it did not expect: it stopped
+        # per direction, a segment that came past a hole, held for one more segment: the
+        # hole is often filled by the next (reordering), and then nothing was lost
+        self.app_held: list = [None, None]
         # the server's first segment when it spoke first (seq, bytes, ts, frame): an HTTP/2
         # server may send its SETTINGS before the client's preface arrives
         self.greeting: tuple | None = None
@@ -159,10 +164,14 @@ class Exchanges:
         if not new:
             if r.flags & ACK and not r.plen:
                 self.last_pure_ack[1 - d] = (ts, r.ack)
+            elif r.plen and self.app is not None and self.app_held[d] is not None:
+                # below the highest sequence seen, so nothing "new" to the flow: it may fill
+                # the hole a held segment waits on (the parser keeps its own byte order)
+                self._app_data(r, d, ts, flow)
             return
         self.small_pending[1 - d] = None  # the other side spoke: a new turn for it
         if self.app is None and (self.count == 0 or self.last_data_dir != d) \
-                and self.tls is None:
+                and self.tls is None and not self.app_dead:
             self._recognise(r, d, flow)
         if self.app is not None:
             if self.cur is not None and self.last_data_dir == d:
@@ -241,7 +250,42 @@ class Exchanges:
 
     def _app_seg(self, d: int, seq: int, plen: int, p: bytes, ts: int, num: int,
                  turn: bool) -> None:
+        """The parser's part, never the analysis' end: bytes from the wire it did not expect
+        stop the parser for this connection (said in app_note), nothing else."""
+        if self.app_dead:
+            return
+        try:
+            self._app_seg_in(d, seq, plen, p, ts, num, turn)
+        except Exception as e:  # noqa: BLE001 - untrusted bytes
+            self.app_dead = True
+            self.app_note = f"the {self.proto} parser stopped at frame {num}: " \
+                            f"{type(e).__name__}"
+
+    def _app_seg_in(self, d: int, seq: int, plen: int, p: bytes, ts: int, num: int,
+                    turn: bool) -> None:
+        seg = (seq, plen, p, ts, num, turn)
+        held = self.app_held[d]
+        nxt = self.app_next[d]
+        if held is None:
+            if nxt is not None and ((nxt - seq) & 0xFFFFFFFF) >= 0x80000000 \
+                    and plen <= HOLD_MAX:
+                self.app_held[d] = seg  # past a hole: wait one segment for it to be filled
+                return
+            self._app_one(d, seg)
+            return
+        self.app_held[d] = None
+        if ((held[0] - seq) & 0xFFFFFFFF) < 0x80000000:  # this one first (it fills the hole)
+            self._app_one(d, seg)
+            self._app_one(d, held)
+        else:
+            self._app_one(d, held)
+            self._app_one(d, seg)
+
+    def _app_one(self, d: int, seg: tuple) -> None:
+        seq, plen, p, ts, num, turn = seg
         app = self.app
+        if app is None:
+            return
         nxt = self.app_next[d]
         ad = d ^ self.app_flip  # the direction as the parser sees it
         if nxt is None:
@@ -263,6 +307,19 @@ class Exchanges:
         self.app_next[d] = (seq + plen) & 0xFFFFFFFF
         if app.lost_note:
             self.app_note = app.lost_note
+        handoff = getattr(app, "handoff", "")
+        if handoff:  # encrypted from here: back to the turns, labelled TLS
+            self.app = None
+            self.app_dead = True  # and never looked for again
+            self.app_note = handoff
+            self.proto = "tls"
+            self.cur = None
+            self.last_data_dir = None
+
+    def still_open(self) -> list:
+        """The message parser's exchanges still in flight (pipelined queries, open HTTP/2
+        streams): counted as they stand when the connection ends (requests.py)."""
+        return [] if self.app is None else self.app.open_exchanges()
 
     def m_open(self, flow, proto: str, request: dict, ts: int, frame: int) -> Exchange:
         """A request the parser found, starting at (ts, frame)."""

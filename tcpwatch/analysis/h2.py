@@ -219,7 +219,9 @@ def grpc_message(v: bytes) -> str:
 
 def grpc_timeout_ns(v: str) -> int:
     """grpc-timeout in ns (1 to 8 digits and a unit), -1 if malformed."""
-    if len(v) < 2 or len(v) > 9 or not v[:-1].isdigit() or v[-1] not in GRPC_TIMEOUT_UNIT_NS:
+    n = v[:-1]
+    if len(v) < 2 or len(v) > 9 or not (n.isascii() and n.isdigit()) \
+            or v[-1] not in GRPC_TIMEOUT_UNIT_NS:
         return -1
     return int(v[:-1]) * GRPC_TIMEOUT_UNIT_NS[v[-1]]
 

@@ -30,6 +30,10 @@ class H2App:
         self.lost_note = ""
         self.goaway: dict = {}
 
+    def open_exchanges(self) -> list:
+        """Streams still open (to be counted as they are if the connection ends)."""
+        return [ex for ex in self.streams.values() if not ex.counted]
+
     def data(self, d: int, b: bytes, ts: int, frame: int, turn: bool) -> None:
         self.conn.feed(d, b, ts, frame)
         self._events()
@@ -50,8 +54,9 @@ class H2App:
                 if proto == "grpc":
                     req["service"] = fields.get("grpc-service", "")
                     req["rpc"] = fields.get("grpc-method", "")
-                    if "grpc-timeout-ns" in fields:
-                        req["deadline"] = int(fields["grpc-timeout-ns"]) / 1e9
+                    ns = fields.get("grpc-timeout-ns")
+                    if isinstance(ns, int) and ns > 0:
+                        req["deadline"] = ns / 1e9
                 if len(streams) < 4096:
                     streams[sid] = exs.m_open(self.flow, proto, req, ts, frame)
             elif kind == "req_end":
@@ -76,10 +81,13 @@ class H2App:
                 if ex is not None:
                     out: dict = {}
                     if "grpc-status" in fields:
-                        gcode = int(fields["grpc-status"])
-                        out["grpc_status"] = gcode
-                        out["grpc_code"] = GRPC_CODES[gcode] if 0 <= gcode < len(GRPC_CODES) \
-                            else str(gcode)
+                        raw = fields["grpc-status"]
+                        if isinstance(raw, int):
+                            out["grpc_status"] = raw
+                            out["grpc_code"] = GRPC_CODES[raw] if 0 <= raw < len(GRPC_CODES) \
+                                else str(raw)
+                        else:  # not a number: shown as sent (escaped by the UI), an error
+                            out["grpc_code"] = str(raw)[:40] or "?"
                         if fields.get("grpc-message"):
                             out["grpc_message"] = str(fields["grpc-message"])[:200]
                     exs.m_resp(ex, ts, frame, 0, out)
@@ -90,6 +98,8 @@ class H2App:
                 if ex is not None:
                     ex.response["rst"] = rcode
                     ex.response["rst_by"] = "client" if d == 0 else "server"
+                    # how long after the request began (a cancel at the deadline, or not)
+                    ex.response["rst_after"] = (ts - (ex.req_start or ts)) / 1e9
                     if d == 1:
                         exs.m_resp(ex, ts, frame, 0)
                     self._close(ex, sid, ts, frame)

@@ -383,6 +383,14 @@ class Requests:
                 done.append(fid)
                 continue
             cur = flow.exchanges.cur
+            opened = flow.exchanges.still_open()
+            if opened:  # a message parser's: each finished by the parser, or by the end
+                if final or flow.closed:
+                    for ex in opened:
+                        self.finished(flow, ex, flow.rst_dir >= 0 and ex.resp_start is None)
+                    n += len(opened)
+                    done.append(fid)
+                continue
             if cur is None or cur.counted:
                 done.append(fid)
                 continue
@@ -398,6 +406,8 @@ class Requests:
 
     def evicted(self, flow) -> None:
         """The connection leaves the table (its cap): its open exchange is finished."""
+        for ex in flow.exchanges.still_open():
+            self.finished(flow, ex, flow.rst_dir >= 0 and ex.resp_start is None)
         cur = flow.exchanges.cur
         if cur is not None and not cur.counted:
             self.finished(flow, cur, flow.rst_dir >= 0 and flow.rst_unanswered)

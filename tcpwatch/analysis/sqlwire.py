@@ -57,14 +57,15 @@ MY_COMMANDS: Final = {0x01: "COM_QUIT", 0x02: "COM_INIT_DB", 0x03: "COM_QUERY",
 # no answer at all (COM_STMT_CLOSE, COM_STMT_SEND_LONG_DATA), or the server closes (COM_QUIT)
 MY_SILENT: Final = frozenset((0x01, 0x18, 0x19))
 MY_CLIENT_DEPRECATE_EOF: Final = 0x01000000  # capability flag: result sets end with OK
+MY_CLIENT_SSL: Final = 0x0800  # capability flag: the client switches to TLS (SSLRequest)
 MY_MORE_RESULTS: Final = 0x0008  # SERVER_MORE_RESULTS_EXISTS status flag
 
 # one pass: a double-quoted identifier (kept), a string literal (E'', B'', X'', N''), a
 # dollar-quoted string, a number (with its sign), a $n parameter: all but the first become ?
-_TOKEN = re.compile(r"(?P<q>\"(?:[^\"]|\"\")*\")|[eEbBxXnN]?'(?:[^']|'')*'"
+_TOKEN = re.compile(r"(?P<q>\"(?:[^\"]++|\"\")*+\")|[eEbBxXnN]?'(?:[^']++|'')*+'"
                     r"|\$(?P<tag>[A-Za-z_]*)\$.*?\$(?P=tag)\$"
-                    r"|(?<![\w$.])[-+]?(?:\d+\.?\d*(?:[eE][-+]?\d+)?|\.\d+|0[xX][0-9a-fA-F]+)"
-                    r"(?![\w$])|\$\d+", re.S)
+                    r"|(?<![\w$.])[-+]?(?:\d++(?:\.\d*+)?(?:[eE][-+]?\d++)?|\.\d++"
+                    r"|0[xX][0-9a-fA-F]++)(?![\w$])|\$\d++", re.S)  # possessive: no backtracking
 _LIST = re.compile(r"\b(IN)\s*\(\s*\?(?:\s*,\s*\?)+\s*\)", re.I)
 _FP_CACHE: dict[str, str] = {}
 FP_CACHE_MAX: Final = 4096  # statements whose fingerprint is remembered (cleared when full)
@@ -129,7 +130,7 @@ class WireConn:
     body it announces, and what to do with a whole message."""
 
     __slots__ = ("name", "hdr_len", "dirs", "exs", "flow", "pending", "lost_note", "opened",
-                 "unclaimed")
+                 "unclaimed", "handoff")
 
     def __init__(self, exs: Any, flow: Any) -> None:
         self.name = ""
@@ -144,6 +145,9 @@ class WireConn:
         # arrive before it opens its exchange, and PostgreSQL's Parse/Bind/Describe before
         # the Execute that runs them
         self.unclaimed = 0
+        # set when the rest of the connection is encrypted (SSLRequest accepted): the
+        # exchanges go back to following its turns (exchange.py)
+        self.handoff = ""
 
     # -- fed by Exchanges ------------------------------------------------------------------
     def data(self, d: int, b: bytes, ts: int, frame: int, turn: bool) -> None:
@@ -156,6 +160,11 @@ class WireConn:
             st.hdr.clear()
             st.body.clear()
             st.need = st.skip = 0
+            if d == 1:
+                # an answer starts here: the one that went missing is not coming, and this
+                # one is the newest request's
+                for ex in self.pending[:-1]:
+                    self.done(ex, {"result": "unknown: its answer's framing was lost"})
         i, n = 0, len(b)
         got = 0  # bytes framed since the exchanges were last told (told in one call)
         while i < n:
@@ -285,6 +294,10 @@ class WireConn:
     def resync(self, d: int, b: bytes) -> bool:
         return False
 
+    def open_exchanges(self) -> list:
+        """Exchanges in flight (to be counted as they are if the connection ends)."""
+        return [ex for ex in self.pending if not ex.counted]
+
     def open(self, request: dict, t0: int, f0: int) -> Any:
         if len(self.pending) >= PENDING_MAX:
             return None
@@ -301,7 +314,8 @@ class WireConn:
 
 
 class PgConn(WireConn):
-    __slots__ = ("statements", "batch_start", "batch", "tags", "rows", "setup", "ssl")
+    __slots__ = ("statements", "batch_start", "batch", "tags", "rows", "setup", "ssl", "syncs",
+                 "batch_of")
 
     def __init__(self, exs: Any, flow: Any, startup: bool) -> None:
         super().__init__(exs, flow)
@@ -314,6 +328,8 @@ class PgConn(WireConn):
         self.rows = 0
         self.setup: Any = None  # the start-up exchange until the first ReadyForQuery
         self.ssl = False  # SSLRequest sent: the server's answer is one byte
+        self.syncs = 0  # Syncs sent: an extended query belongs to the batch its Sync ends
+        self.batch_of: dict[int, int] = {}  # extended exchange index -> its batch
 
     def header_len(self, d: int) -> int:
         if d == 0 and self.dirs[0].startup:
@@ -344,7 +360,8 @@ class PgConn(WireConn):
 
     def keep(self, d: int, mtype: int) -> int:
         if d == 0:
-            return KEEP_MAX if mtype in (0x51, 0x50, 0x42, 0x44, 0x45) or mtype > 255 else 0
+            return KEEP_MAX if mtype in (0x51, 0x50, 0x42, 0x44, 0x45, 0x43) or mtype > 255 \
+                else 0
         return KEEP_MAX if mtype in (0x43, 0x45, 0x52, 0x5A) else 0  # C E R Z
 
     def prelude(self, mtype: int) -> bool:
@@ -419,13 +436,24 @@ class PgConn(WireConn):
                    if text else f"(prepared {self.batch.get('statement', '')})"[:60],
                    "statement": self.batch.get("statement", "")}
             s0 = self.batch_start or (t0, f0)
-            self.open(req, s0[0], s0[1])
+            ex = self.open(req, s0[0], s0[1])
+            if ex is not None:
+                self.batch_of[ex.index] = self.syncs
+                if len(self.batch_of) > 2 * PENDING_MAX:  # let go of those finished otherwise
+                    live = {x.index for x in self.pending}
+                    self.batch_of = {k: v for k, v in self.batch_of.items() if k in live}
             self.batch_start = None
             return
         elif t == 0x53:  # S: Sync: ReadyForQuery closes the batch
             self.batch_start = None
+            self.syncs += 1
             return
         elif t == 0x58:  # X: Terminate
+            return
+        elif t == 0x43:  # C: Close a prepared statement ('S') or a portal ('P')
+            if body[:1] == b"S":
+                name, _i = _cstr(body, 1)
+                self.statements.pop(name, None)
             return
         if t in (0x50, 0x42, 0x44) and self.batch_start is None:
             self.batch_start = (t0, f0)
@@ -435,8 +463,10 @@ class PgConn(WireConn):
             if self.setup is not None:
                 self.setup.response["ssl"] = "accepted" if t == 0x153 else "refused"
             if t == 0x153:  # TLS from here on: nothing more to read in the clear
-                self.lose(0, "encrypted (SSLRequest accepted)")
-                self.lose(1, "encrypted (SSLRequest accepted)")
+                setup, self.setup = self.setup, None
+                if setup is not None:
+                    self.done(setup, {})
+                self.handoff = "PostgreSQL over TLS (SSLRequest accepted): requests are its turns"
             return
         if t == 0x52 and len(body) >= 4:  # R: authentication request
             code = int.from_bytes(body[0:4], "big")
@@ -449,6 +479,7 @@ class PgConn(WireConn):
             if ex is None:
                 return
             if ex.request.get("kind") == "extended":
+                self.batch_of.pop(ex.index, None)
                 self.done(ex, _tag_fields(tag, self.rows))
                 self.rows = 0
             else:
@@ -463,10 +494,13 @@ class PgConn(WireConn):
             if ex is None:
                 return
             if ex.request.get("kind") == "extended":
+                batch = self.batch_of.pop(ex.index, -1)
                 self.done(ex, f)
                 self.rows = 0
-                # the server skips the batch's other Executes until Sync
-                for other in [x for x in self.pending if x.request.get("kind") == "extended"]:
+                # the server skips the other Executes of the same batch, up to its Sync
+                for other in [x for x in self.pending if x.request.get("kind") == "extended"
+                              and self.batch_of.get(x.index, -2) == batch]:
+                    self.batch_of.pop(other.index, None)
                     self.done(other, {"result": "skipped: an earlier error in the batch"})
             else:
                 ex.response.update(f)
@@ -474,6 +508,7 @@ class PgConn(WireConn):
         if t in (0x49, 0x73):  # I EmptyQueryResponse, s PortalSuspended
             ex = self._head()
             if ex is not None and ex.request.get("kind") == "extended":
+                self.batch_of.pop(ex.index, None)
                 self.done(ex, {"tag": "EMPTY" if t == 0x49 else "SUSPENDED",
                                "rows": self.rows})
                 self.rows = 0
@@ -511,7 +546,7 @@ def _tag_fields(tag: str, rows: int) -> dict:
     it touched (55.7), or the DataRows counted."""
     parts = tag.split(" ")
     out: dict = {"tag": tag, "command": parts[0]}
-    if len(parts) > 1 and parts[-1].isdigit():
+    if len(parts) > 1 and parts[-1].isascii() and parts[-1].isdigit():
         out["rows"] = int(parts[-1])
     elif rows:
         out["rows"] = rows
@@ -623,6 +658,12 @@ class MyConn(WireConn):
                 if st.seq == 1 and len(body) >= 4:
                     ccaps = int.from_bytes(body[0:4], "little")
                     self.caps &= ccaps
+                    if len(body) == 32 and ccaps & MY_CLIENT_SSL:  # SSLRequest: TLS follows
+                        setup, self.setup = self.setup, None
+                        if setup is not None:
+                            self.done(setup, {"ssl": "requested"})
+                        self.handoff = "MySQL over TLS: requests are its turns"
+                        return
                     if len(body) > 32:
                         user, _i = _cstr(body, 32)
                         if self.setup is not None:
@@ -656,8 +697,16 @@ class MyConn(WireConn):
                 req["fingerprint"] = fingerprint(text) if text else f"(statement {sid})"
             elif cmd == 0x02:
                 req["query"] = body[1:65].decode("utf-8", "replace")
+            elif cmd == 0x19 and len(body) >= 5:  # COM_STMT_CLOSE: the id is free again
+                self.statements.pop(int.from_bytes(body[1:5], "little"), None)
             for ex in list(self.pending):  # a new command: the last one's answer is over
                 self.done(ex, {"result": "no answer"} if not ex.response else {})
+            srv = self.dirs[1]
+            if srv.lost:  # the server's framing was lost: its next bytes answer this command
+                srv.lost = ""
+                srv.hdr.clear()
+                srv.body.clear()
+                srv.need = srv.skip = 0
             ex = self.open(req, t0, f0)
             self.cmd = cmd
             self.expect = "first"

@@ -165,8 +165,9 @@ def flow_summary(f: Flow, capture_end: int | None = None) -> dict:
         # TLS handshake: SNI, version, 1 or 2 round trips, resumed (exchange.py, RFC 8446)
         "tls": _tls(f),
         # the message-level parser that followed it, and why some of it is unknown
-        "app": None if f.exchanges.app is None else {
-            "protocol": f.exchanges.app.name, "note": f.exchanges.app_note or None},
+        "app": None if f.exchanges.app is None and not f.exchanges.app_note else {
+            "protocol": f.exchanges.app.name if f.exchanges.app is not None
+            else f.exchanges.proto, "note": f.exchanges.app_note or None},
         "exchanges": [exchange_summary(x, f, f.exchanges) for x in f.exchanges.items],
         "exchanges_dropped": f.exchanges.dropped,
         "diagnosis": [x.as_dict() for x in findings],
