@@ -167,3 +167,21 @@ def test_postgres_over_tls_is_turns_and_no_churn(tmp_path) -> None:
         assert f["exchanges"][0]["request"]["kind"] == "startup"
         assert len(f["exchanges"]) >= 6  # the start-up, then the encrypted turns
     assert not [d for d in rep["diagnosis"] if d["kind"] == "connection_churn"]
+
+
+def test_http2_picked_up_mid_connection_says_why(tmp_path) -> None:
+    """No preface seen (the capture began later): the frames are HTTP/2, but the header
+    blocks cannot be read without the HPACK table built since the preface."""
+    c = Conv(8080)
+    enc = Encoder()
+    enc.encode([(":method", "GET"), (":path", "/warm")])  # entries the capture never saw
+    for path in ("/a", "/b"):
+        blk = enc.encode([(":method", "GET"), (":path", path), (":scheme", "http"),
+                          (":authority", "x")])
+        c.send(0, HeadersFrame(3, data=blk, flags=["END_HEADERS", "END_STREAM"]).serialize())
+        c.send(1, DataFrame(3, data=b"x" * 100, flags=["END_STREAM"]).serialize())
+    c.close()
+    f = c.report(tmp_path)["flows"][0]
+    assert f["app"] == {"protocol": "http2", "note": "picked up mid-connection: HPACK context "
+                        "unknown, requests are its turns, unlabelled"}
+    assert [e["protocol"] for e in f["exchanges"]] == ["http2", "http2"]

@@ -224,7 +224,7 @@ def diagnose_flow(flow) -> list[Finding]:
                 if no_scale else "Raise the receiver's buffer (SO_RCVBUF / tcp_rmem) or "
                 "read faster."))
     h2w = stalls.get("h2_window", 0)
-    if h2w:
+    if h2w >= ZERO_WINDOW_MIN_NS:  # (as a TCP zero window: shorter held nothing up)
         frames = _stall_evidence(exs, "h2_window")
         out.append(Finding(
             H2_FLOW_CONTROL, "warn", h2w / 1e9, fid, frames,

@@ -211,6 +211,14 @@ class Exchanges:
             elif self.proto in ("", "pgsql") and sqlwire.pg_query_segment(p):
                 app = sqlwire.PgConn(self, flow, startup=False)
                 self.app_note = "picked up after its start-up"
+            elif not self.proto and h2.looks_like_h2_frames(p):
+                # HTTP/2 without its start: the header blocks need the HPACK table built since
+                # the preface (RFC 7541 2.3.2), so the streams cannot be told apart or named
+                self.proto = "http2"
+                self.app_note = ("picked up mid-connection: HPACK context unknown, requests "
+                                 "are its turns, unlabelled")
+                self.app_dead = True  # nothing more to look for
+                return
             elif self.proto in ("", "mysql") and flow.server[1] == MYSQL_PORT \
                     and sqlwire.my_command_segment(p):
                 app = sqlwire.MyConn(self, flow)

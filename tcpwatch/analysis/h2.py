@@ -150,6 +150,24 @@ def looks_like_h2_preface(data: bytes) -> bool:
     return n >= PREFACE_MIN and data[:n] == PREFACE[:n]
 
 
+def looks_like_h2_frames(data: bytes) -> bool:
+    """A segment of whole HTTP/2 frames (RFC 9113 4.1), one of them a HEADERS frame on a
+    client stream (odd id): HTTP/2 picked up after its preface."""
+    i, n, headers = 0, len(data), False
+    while i < n:
+        if i + 9 > n:
+            return False
+        ln = int.from_bytes(data[i:i + 3], "big")
+        t = data[i + 3]
+        sid = int.from_bytes(data[i + 5:i + 9], "big") & 0x7FFFFFFF
+        if t > 9 or ln > 16384 or (t in (0, 1, 2, 3, 5, 9) and sid == 0) \
+                or (t in (4, 6, 7) and sid != 0):
+            return False
+        headers = headers or (t == 1 and sid & 1 == 1)
+        i += 9 + ln
+    return i == n and headers
+
+
 def is_h2c_upgrade(data: bytes) -> bool:
     """An HTTP/1.1 request head asking for h2c: "Upgrade: h2c" and an HTTP2-Settings header
     (RFC 7540 3.2). data: the first bytes of the client's payload (the head may be cut)."""
