@@ -227,3 +227,36 @@ def test_mysql_prepared_statement() -> None:
     assert exe.response["result"] == "resultset" and exe.response["rows"] == 1 and exe.counted
     assert close.request["command"] == "COM_STMT_CLOSE" and close.counted
     assert close.resp_start is None
+
+
+def test_mysql_replies_by_command() -> None:
+    """Replies that are not OK/ERR/result sets: COM_STATISTICS (a string), COM_SET_OPTION
+    (an EOF), COM_CHANGE_USER (an authentication switch, then OK); LOAD DATA LOCAL INFILE
+    (the file's packets, whatever their sequence ids, up to an empty one); a row of 16 MiB
+    (a packet of 0xFFFFFF bytes and its continuation, whose first byte is not a marker)."""
+    exs = Exs()
+    conn = sqlwire.MyConn(exs, None)
+    conn.state = "command"
+    conn.data(0, my(0, b"\x09"), 1, 1, True)
+    conn.data(1, my(1, b"Uptime: 5  Threads: 1"), 2, 2, True)
+    conn.data(0, my(0, b"\x1b\0\0"), 3, 3, True)
+    conn.data(1, my(1, b"\xfe\0\0\2\0"), 4, 4, True)
+    conn.data(0, my(0, b"\x11lab\0"), 5, 5, True)
+    conn.data(1, my(1, b"\xfemysql_native_password\0" + b"s" * 20), 6, 6, True)
+    conn.data(0, my(2, b"r" * 20), 7, 7, True)
+    conn.data(1, my(3, b"\0\0\0\2\0\0\0"), 8, 8, True)
+    conn.data(0, my(0, b"\x03LOAD DATA LOCAL INFILE 'f' INTO TABLE t"), 9, 9, True)
+    conn.data(1, my(1, b"\xfbf"), 10, 10, True)
+    conn.data(0, b"".join(my((2 + i) & 0xFF, b"\x03 not a command\n") for i in range(300))
+              + my(46, b""), 11, 11, True)
+    conn.data(1, my(47, b"\0\xfc\x2c\x01\0\2\0\0\0"), 12, 12, True)  # 300 rows
+    conn.data(0, my(0, b"\x03SELECT big FROM t"), 13, 13, True)
+    big = b"\xfc\0\0" + b"\xff" * (0xFFFFFF - 3)
+    conn.data(1, my(1, b"\x01") + my(2, b"\x03def" + b"\0" * 20) + my(3, big)
+              + my(4, b"\xff" * 9) + my(5, b"\xfe\0\0\2\0"), 14, 14, True)
+    stats, opt, change, infile, sel = exs.items
+    assert stats.response == {"result": "OK"} and opt.response == {"result": "OK"}
+    assert change.response["auth"] == "mysql_native_password" and change.counted \
+        and change.response["result"] == "OK"
+    assert infile.response["result"] == "OK" and infile.response["affected_rows"] == 300
+    assert sel.response["result"] == "resultset" and sel.response["rows"] == 1 and sel.counted

@@ -109,7 +109,7 @@ class _Dir:
     body still to skip."""
 
     __slots__ = ("hdr", "body", "need", "skip", "mtype", "mlen", "seq", "lost", "t0", "f0",
-                 "startup")
+                 "startup", "cont")
 
     def __init__(self) -> None:
         self.hdr = bytearray()
@@ -123,6 +123,7 @@ class _Dir:
         self.t0 = 0  # time and frame of the segment the message started in
         self.f0 = 0
         self.startup = False  # PostgreSQL: the next client message has no type byte
+        self.cont = False  # MySQL: the next packet continues one of 0xFFFFFF bytes
 
 
 class WireConn:
@@ -588,7 +589,7 @@ def _lenenc(b: bytes, i: int) -> tuple[int, int]:
 
 class MyConn(WireConn):
     __slots__ = ("caps", "state", "columns", "cols_seen", "rows", "setup", "expect",
-                 "cmd", "statements")
+                 "cmd", "statements", "infile")
 
     def __init__(self, exs: Any, flow: Any) -> None:
         super().__init__(exs, flow)
@@ -603,6 +604,7 @@ class MyConn(WireConn):
         self.expect = ""  # what the response to the current command is at: first|cols|rows
         self.cmd = 0
         self.statements: dict[int, str] = {}
+        self.infile = False  # LOAD DATA LOCAL INFILE: the client sends the file until empty
 
     def parse_header(self, d: int, st: _Dir) -> int:
         h = st.hdr
@@ -638,6 +640,13 @@ class MyConn(WireConn):
     def message(self, d: int, t: int, body: bytes, mlen: int, t0: int, f0: int, ts: int,
                 frame: int) -> None:
         st = self.dirs[d]
+        if st.cont:  # the rest of a payload of 16 MiB or more, not a packet of its own
+            st.cont = mlen == 0xFFFFFF
+            return
+        st.cont = mlen == 0xFFFFFF
+        if d == 0 and self.infile:  # the file's content, up to an empty packet
+            self.infile = mlen != 0
+            return
         if d == 1 and self.state == "greeting":
             if body[:1] == b"\x0a":  # protocol 10: the server's handshake
                 ver, i = _cstr(body, 1)
@@ -718,6 +727,18 @@ class MyConn(WireConn):
         if ex is None:
             return
         first = body[:1]
+        if self.expect == "first" and first != b"\xff":
+            if self.cmd == 0x09:  # COM_STATISTICS: a plain string
+                self.done(ex, {"result": "OK"})
+                return
+            if self.cmd == 0x1B:  # COM_SET_OPTION: an EOF (or OK)
+                self.done(ex, {"result": "OK"})
+                return
+            if self.cmd == 0x11 and first in (b"\xfe", b"\x01"):
+                if first == b"\xfe":  # COM_CHANGE_USER: an authentication switch, then OK
+                    plugin, _i = _cstr(body, 1)
+                    ex.response["auth"] = plugin[:40]
+                return
         if self.expect == "first":
             if first == b"\x00" and (self.cmd != 0x16 or len(body) >= 12):
                 if self.cmd == 0x16:  # COM_STMT_PREPARE_OK: id, columns, params
@@ -743,6 +764,7 @@ class MyConn(WireConn):
                 return
             if first == b"\xfb":
                 ex.response["result"] = "LOCAL INFILE"
+                self.infile = True
                 return
             ncol, _i = _lenenc(body, 0)
             self.columns = ncol
