@@ -271,26 +271,26 @@ class Exchanges:
 
     def _app_seg_in(self, d: int, seq: int, plen: int, p: bytes, ts: int, num: int,
                     turn: bool) -> None:
-        seg = (seq, plen, p, ts, num, turn)
         held = self.app_held[d]
-        nxt = self.app_next[d]
         if held is None:
+            nxt = self.app_next[d]
             if nxt is not None and ((nxt - seq) & 0xFFFFFFFF) >= 0x80000000 \
                     and plen <= HOLD_MAX:
-                self.app_held[d] = seg  # past a hole: wait one segment for it to be filled
+                # past a hole: wait one segment for it to be filled
+                self.app_held[d] = (seq, plen, p, ts, num, turn)
                 return
-            self._app_one(d, seg)
+            self._app_one(d, seq, plen, p, ts, num, turn)
             return
         self.app_held[d] = None
         if ((held[0] - seq) & 0xFFFFFFFF) < 0x80000000:  # this one first (it fills the hole)
-            self._app_one(d, seg)
-            self._app_one(d, held)
+            self._app_one(d, seq, plen, p, ts, num, turn)
+            self._app_one(d, held[0], held[1], held[2], held[3], held[4], held[5])
         else:
-            self._app_one(d, held)
-            self._app_one(d, seg)
+            self._app_one(d, held[0], held[1], held[2], held[3], held[4], held[5])
+            self._app_one(d, seq, plen, p, ts, num, turn)
 
-    def _app_one(self, d: int, seg: tuple) -> None:
-        seq, plen, p, ts, num, turn = seg
+    def _app_one(self, d: int, seq: int, plen: int, p: bytes, ts: int, num: int,
+                 turn: bool) -> None:
         app = self.app
         if app is None:
             return
@@ -315,7 +315,7 @@ class Exchanges:
         self.app_next[d] = (seq + plen) & 0xFFFFFFFF
         if app.lost_note:
             self.app_note = app.lost_note
-        handoff = getattr(app, "handoff", "")
+        handoff = app.handoff
         if handoff:  # encrypted from here: back to the turns, labelled TLS
             self.app = None
             self.app_dead = True  # and never looked for again

@@ -18,7 +18,8 @@ GRPC_CODES: Final = ("OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE
 
 
 class H2App:
-    __slots__ = ("name", "conn", "exs", "flow", "streams", "blocked", "lost_note", "goaway")
+    __slots__ = ("name", "conn", "exs", "flow", "streams", "blocked", "lost_note", "goaway",
+                 "handoff")
 
     def __init__(self, exs: Any, flow: Any) -> None:
         self.name = "http2"
@@ -29,6 +30,7 @@ class H2App:
         self.blocked: dict[tuple[int, int], int] = {}  # (stream, sender) -> blocked since
         self.lost_note = ""
         self.goaway: dict = {}
+        self.handoff = ""  # (never: HTTP/2 in the clear stays so; see sqlwire.WireConn)
 
     def open_exchanges(self) -> list:
         """Streams still open (to be counted as they are if the connection ends)."""
