@@ -320,6 +320,11 @@ def main(argv: list[str] | None = None) -> int:
     # fewer cyclic-GC passes: the trackers keep many long-lived objects and make no cycles
     gc.set_threshold(*GC_THRESHOLDS)
     signals = ExitSignals().install()  # from the first moment: noted, never raised
+    stacks = os.environ.get("TCPWATCH_STACKS")
+    if stacks:  # debugging a hang: SIGUSR1 writes every thread's stack to this file
+        import faulthandler
+        faulthandler.register(signal.SIGUSR1, file=open(stacks, "a"),  # noqa: SIM115
+                              all_threads=True)
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

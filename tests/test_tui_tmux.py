@@ -270,7 +270,9 @@ def test_closing_the_terminal_leaves_nothing_behind():
     try:
         subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", "160", "-y", "40"],
                        check=True)
-        keys(session, f"cd {ROOT} && TCPWATCH_TEST_RUN={session} {sys.executable} -m tcpwatch "
+        stacks = f"/tmp/{session}.stacks"
+        keys(session, f"cd {ROOT} && TCPWATCH_TEST_RUN={session} TCPWATCH_STACKS={stacks} "
+                      f"{sys.executable} -m tcpwatch "
                       f"-i lo -f 'tcp port {port}'", "Enter")
         wait_for(session, "flows", 30)
         procs.append(subprocess.Popen([sys.executable, "-c", HAMMER, str(port), "30"]))
@@ -284,10 +286,19 @@ def test_closing_the_terminal_leaves_nothing_behind():
         try:
             wait_until(lambda: not marked(session), 45)
         except AssertionError:
+            pids = marked(session)
             left = subprocess.run(["ps", "-o", "pid,stat,etimes,pcpu,cmd", "-p",
-                                   ",".join(map(str, marked(session))) or "1"],
+                                   ",".join(map(str, pids)) or "1"],
                                   capture_output=True, text=True).stdout
-            raise AssertionError(f"still running 45 s after SIGHUP:\n{left}") from None
+            for pid in pids:  # where each is stuck (TCPWATCH_STACKS: faulthandler)
+                subprocess.run(["kill", "-USR1", str(pid)], capture_output=True)
+            try:
+                wait_until(lambda: os.path.exists(stacks) and os.path.getsize(stacks), 5)
+                where = open(stacks).read()[-6000:]
+            except AssertionError:
+                where = "(no stacks written)"
+            raise AssertionError(f"still running 45 s after SIGHUP:\n{left}\n{where}") \
+                from None
     finally:
         for p in procs:
             p.kill()
@@ -295,3 +306,5 @@ def test_closing_the_terminal_leaves_nothing_behind():
         subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
         for pid in marked(session):
             subprocess.run(["kill", "-KILL", str(pid)], capture_output=True)
+        if os.path.exists(f"/tmp/{session}.stacks"):
+            os.unlink(f"/tmp/{session}.stacks")
