@@ -297,6 +297,7 @@ def test_closing_the_terminal_leaves_nothing_behind():
                 where = open(stacks).read()[-6000:]
             except AssertionError:
                 where = "(no stacks written)"
+            print(f"stacks of what outlived SIGHUP:\n{where}")  # whole, in the report
             raise AssertionError(f"still running 45 s after SIGHUP:\n{left}\n{where}") \
                 from None
     finally:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import os
+import threading
 import time
 from collections.abc import Iterable
 from typing import Protocol
@@ -35,6 +36,8 @@ from .fasttable import FastTable
 from .flow_screen import FlowScreen
 from .help import HelpScreen
 
+SIGNAL_EXIT_S = 25.0  # s after SIGINT/SIGTERM/SIGHUP by which the dashboard has ended
+EXIT_ON_SIGNAL = 130  # as cli.EXIT_INTERRUPTED (ended by a signal)
 UI_CHECK_S = 0.02  # s between looks for a new snapshot (one attribute read when none)
 REBUILD_ROWS = 40  # rows coming and going past which the table is rebuilt, not edited
 # sorted with the smallest first when chosen (names); every other column largest first
@@ -482,6 +485,11 @@ class TcpwatchApp(App):
         tshark), and the command line prints the totals."""
         if self.signals is not None:
             self.signals.received = signum
+        # the normal path is bounded (the worker gets 17 s to reap its capture); should
+        # anything in it still hang, the process ends anyway: a signal always works
+        deadline = threading.Timer(SIGNAL_EXIT_S, os._exit, args=(EXIT_ON_SIGNAL,))
+        deadline.daemon = True
+        deadline.start()
         self.exit()
 
     def on_mount(self) -> None:
