@@ -281,8 +281,8 @@ def cmd_dashboard(args: argparse.Namespace, signals: ExitSignals) -> int:
     monitor.view = ViewSpec(filter=args.filter)
     if _root_note(iface):
         monitor.notes = (ROOT_NOTE,)
-    from .ui.app import TcpwatchApp
-    app = TcpwatchApp(monitor, signals=signals)
+    from .ui.app import SIGNAL_EXIT_S, TcpwatchApp
+    app = TcpwatchApp(monitor, signals=signals, exit_deadline=SIGNAL_EXIT_S)
     try:
         app.run()
     finally:

@@ -450,9 +450,12 @@ class TcpwatchApp(App):
     ]
 
     def __init__(self, monitor: Monitor, start: bool = True,
-                 signals: Signals | None = None) -> None:
+                 signals: Signals | None = None, exit_deadline: float | None = None) -> None:
         super().__init__()
         self.monitor = monitor
+        # the command line's process only (never a test's): seconds after a signal by which
+        # the process ends, whatever still hangs
+        self.exit_deadline = exit_deadline
         self.signals = signals  # the command line's SIGINT/SIGTERM/SIGHUP: quit on one
         self.paused = False
         self.row_cache: dict[str, tuple] = {}  # row key -> (FlowRow, age s, cells)
@@ -487,9 +490,10 @@ class TcpwatchApp(App):
             self.signals.received = signum
         # the normal path is bounded (the worker gets 17 s to reap its capture); should
         # anything in it still hang, the process ends anyway: a signal always works
-        deadline = threading.Timer(SIGNAL_EXIT_S, os._exit, args=(EXIT_ON_SIGNAL,))
-        deadline.daemon = True
-        deadline.start()
+        if self.exit_deadline is not None:
+            deadline = threading.Timer(self.exit_deadline, os._exit, args=(EXIT_ON_SIGNAL,))
+            deadline.daemon = True
+            deadline.start()
         self.exit()
 
     def on_mount(self) -> None:
