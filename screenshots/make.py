@@ -116,6 +116,21 @@ while time.time() < end:
 """
 
 
+async def shoot_when(app, pilot, name: str, tries: int, ready) -> str:
+    """Wait (tries x 50 ms at most) for a snapshot that satisfies ready(), let the table
+    settle, put the cursor on the first row and save the screen as `name`."""
+    for _ in range(tries):
+        await pilot.pause(0.05)
+        s = app.monitor.latest
+        if s is not None and ready(s):
+            break
+    await pilot.pause(0.6)
+    app.screen.query_one("#flows").move_cursor(row=0, animate=False)
+    await pilot.pause(0.2)
+    app.save_screenshot(filename=name, path=str(HERE))
+    return name
+
+
 async def shoot_live() -> list[str]:
     """The Processes view needs local processes: live on loopback, a server and a client
     started here (root and dumpcap needed; skipped otherwise)."""
@@ -139,18 +154,10 @@ async def shoot_live() -> list[str]:
         async with app.run_test(size=SIZE) as pilot:
             procs.append(subprocess.Popen([sys.executable, "-c", CLIENT, str(port)]))
             await pilot.press("4")
-            for _ in range(400):
-                await pilot.pause(0.05)
-                s = app.monitor.latest
-                if s is not None and s.view.view == "processes" and len(s.rows) >= 2 \
-                        and all(r.served or r.sent for r in s.rows) \
-                        and s.requests > 40:
-                    break
-            await pilot.pause(0.6)
-            app.screen.query_one("#flows").move_cursor(row=0, animate=False)
-            await pilot.pause(0.2)
-            app.save_screenshot(filename="view-processes.svg", path=str(HERE))
-            saved.append("view-processes.svg")
+            saved.append(await shoot_when(
+                app, pilot, "view-processes.svg", 400,
+                lambda s: s.view.view == "processes" and len(s.rows) >= 2
+                and all(r.served or r.sent for r in s.rows) and s.requests > 40))
             await pilot.press("q")
     finally:
         for p in procs:
@@ -195,17 +202,9 @@ async def shoot_databases() -> list[str]:
                 await pilot.pause(0.1)
             await pilot.press("3")
             await pilot.press("e")
-            for _ in range(200):
-                await pilot.pause(0.05)
-                s = app.monitor.latest
-                if s is not None and s.view.endpoints and any(
-                        "SLEEP" in r.name for r in s.rows):
-                    break
-            await pilot.pause(0.6)
-            app.screen.query_one("#flows").move_cursor(row=0, animate=False)
-            await pilot.pause(0.2)
-            app.save_screenshot(filename="view-databases.svg", path=str(HERE))
-            saved.append("view-databases.svg")
+            saved.append(await shoot_when(
+                app, pilot, "view-databases.svg", 200,
+                lambda s: s.view.endpoints and any("SLEEP" in r.name for r in s.rows)))
             await pilot.press("q")
     return saved
 
