@@ -170,7 +170,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     pred = _filter(args.filter)
     capture = Capture(args.engine, file=file, iface=args.iface, bpf=args.bpf,
                       count=args.count, duration=args.duration, keep_raw=False,
-                      snaplen=_snaplen(args))
+                      snaplen=_snaplen(args), linger=True)
     capture.preflight()
     if _root_note(args.iface):
         print(f"tcpwatch: note: {ROOT_NOTE}", file=sys.stderr)
@@ -293,7 +293,7 @@ def cmd_dashboard(args: argparse.Namespace, signals: ExitSignals) -> int:
     last = monitor.latest
     if last is not None and mode == "live":  # as tcpdump does, the totals once the screen is gone
         print(f"tcpwatch: {last.packets:,} packets captured on {iface}; dropped "
-              f"{last.dropped:,} by the capture (kernel, dumpcap) and {last.lost:,} by tcpwatch",
+              f"{last.dropped:,} by the capture (kernel) and {last.lost:,} by tcpwatch",
               file=sys.stderr)
     if last is not None and last.error:
         raise UserError(last.error)

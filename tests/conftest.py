@@ -55,9 +55,10 @@ def _packet_sockets() -> set[str]:
 
 
 def capturing(marker: str) -> list[int]:
-    """Pids of the dumpcap processes whose command line holds `marker` (their capture filter,
-    say) once each has its packet socket hooked to the interface: from then on they see every
-    packet, so traffic can start (instead of sleeping and hoping they are ready)."""
+    """Pids of the capture processes (tcpdump, dumpcap) whose command line holds `marker`
+    (their capture filter, say) once each has its packet socket hooked to the interface: from
+    then on they see every packet, so traffic can start (instead of sleeping and hoping they
+    are ready)."""
     hooked = _packet_sockets()
     out = []
     for pid in os.listdir("/proc"):
@@ -66,7 +67,8 @@ def capturing(marker: str) -> list[int]:
         try:
             with open(f"/proc/{pid}/cmdline", "rb") as f:
                 argv = f.read().split(b"\0")
-            if not argv or not argv[0].endswith(b"dumpcap") or marker.encode() not in argv:
+            if not argv or not argv[0].endswith((b"dumpcap", b"tcpdump")) \
+                    or marker.encode() not in argv or b"-d" in argv:  # (-d: only a check)
                 continue
             fds = os.listdir(f"/proc/{pid}/fd")
             if any(os.readlink(f"/proc/{pid}/fd/{fd}")[8:-1] in hooked for fd in fds):

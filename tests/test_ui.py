@@ -61,7 +61,7 @@ def table_ids(app: TcpwatchApp) -> list[int]:
 def tshark_children() -> list[str]:
     me = psutil.Process()
     return [p.name() for p in me.children(recursive=True)
-            if p.name() in ("tshark", "dumpcap")]
+            if p.name() in ("tshark", "dumpcap", "tcpdump")]
 
 
 # ---- the bundled demo capture ---------------------------------------------------------------

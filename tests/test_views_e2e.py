@@ -16,7 +16,7 @@ import uuid
 
 import pytest
 from conftest import wait_until
-from test_tui_tmux import capture_procs, free_port, keys, pane, wait_for
+from test_tui_tmux import capture_procs, free_port, keys, pane, tmux, wait_for
 
 pytestmark = [
     pytest.mark.skipif(os.geteuid() != 0, reason="live capture needs root here"),
@@ -87,8 +87,8 @@ def test_services_requests_processes_on_real_servers(tmp_path):
         procs.append(subprocess.Popen(
             ["redis-server", "--port", str(rport), "--bind", "127.0.0.1", "--save", "",
              "--appendonly", "no", "--dir", str(tmp_path)], stdout=subprocess.DEVNULL))
-        subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", "160", "-y", "40"],
-                       check=True)
+        subprocess.run([*tmux(session), "new-session", "-d", "-s", session,
+                        "-x", "160", "-y", "40"], check=True)
         keys(session, f"{sys.executable} -m tcpwatch -i lo -f 'tcp port {hport} or tcp port "
                       f"{rport}'; echo TCPWATCH_EXIT=$?", "Enter")
         wait_for(session, "flows", 30)  # the capture runs
@@ -143,6 +143,6 @@ def test_services_requests_processes_on_real_servers(tmp_path):
                 os.killpg(p.pid, 9)
             p.kill()
             p.wait()
-        subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
+        subprocess.run([*tmux(session), "kill-session", "-t", session], capture_output=True)
         for line in capture_procs(hport):  # never leave a capture behind, even on failure
             subprocess.run(["kill", line.split()[0]], capture_output=True)

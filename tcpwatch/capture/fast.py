@@ -62,7 +62,10 @@ def iter_file(path: str, stats: CaptureStats,
 # plus the payload's start (the hints read PAYLOAD_PREFIX = 256 bytes of it; the message
 # parsers follow what is there and say what the snap length cut: --snaplen 0 keeps all)
 LIVE_SNAPLEN = 512
-PIPE_SIZE = 1 << 20  # dumpcap's stdout pipe (the default unprivileged maximum)
+# the capture program's stdout pipe: what it can write on while tcpwatch is off the CPU (at
+# 200,000 packets/s of 512 bytes, 16 MiB is 0.15 s); root may go past fs.pipe-max-size,
+# others get that (1 MiB by default). Pages are taken only while the pipe is that full.
+PIPE_SIZES = (16 << 20, 1 << 20)
 GATHER_S = 0.005  # a small read waits this long for more (live latency: 5 ms)
 SMALL = 1 << 15  # ... small: under this many bytes
 
@@ -77,10 +80,12 @@ class PipeReader:
         import fcntl
         import select
         self.fd = fd
-        try:
-            fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, PIPE_SIZE)
-        except OSError:
-            pass
+        for size in PIPE_SIZES:
+            try:
+                fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, size)
+                break
+            except OSError:
+                continue
         os.set_blocking(fd, False)
         self._poll = select.poll()
         self._poll.register(fd, select.POLLIN | select.POLLHUP)
@@ -103,9 +108,11 @@ class PipeReader:
             return data
 
 
-# the kernel's capture buffer for dumpcap (-B, MiB; dumpcap's default is 2): at 100,000
-# packets/s that is 30 ms, and a busy machine can keep dumpcap off the CPU longer than that
-LIVE_BUFFER_MB = 32
+# the kernel's capture buffer (-B; dumpcap's default is 2 MiB, tcpdump's 2 MiB too): at
+# 200,000 packets/s of 512 bytes, 64 MiB is 0.3 s on most interfaces and half that on
+# loopback, where each packet is held twice (leaving and arriving); a busy machine can keep
+# the capture program off the CPU longer than the smaller buffers last
+LIVE_BUFFER_MB = 64
 
 
 def dumpcap_command(iface: str, bpf: str | None, snaplen: int | None = None) -> list[str]:
@@ -115,6 +122,69 @@ def dumpcap_command(iface: str, bpf: str | None, snaplen: int | None = None) -> 
     if bpf:
         cmd += ["-f", bpf]
     return cmd
+
+
+def tcpdump_command(iface: str, bpf: str | None, snaplen: int | None = None) -> list[str]:
+    # -U: each packet goes down the pipe as it is handed on (not when 4 KB have gathered);
+    # libpcap hands packets on a block at a time: when one fills, or BLOCK_S after its first
+    cmd = [tools.find_tool("tcpdump"), "-i", iface, "-n", "-U", "-B",
+           str(LIVE_BUFFER_MB << 10), "-w", "-"]
+    if os.geteuid() == 0:
+        # as root, tcpdump would become user `tcpdump` once the interface is open, and a
+        # change of user clears the parent-death signal (prctl(2)): killed with its parent,
+        # tcpwatch's capture would have lived on
+        cmd += ["-Z", "root"]
+    if snaplen:
+        cmd += ["-s", str(snaplen)]
+    if bpf:  # (not `and inbound` on loopback, halving what the buffer holds: libpcap
+        # filters the blocks it held before the filter was set itself, and rejects every
+        # packet of them there: 605 of 684,961 lost, the connections' first packets)
+        cmd.append(bpf)
+    return cmd
+
+
+# the capture programs, cheapest first. dumpcap reads one packet per poll and call
+# (dumpcap.c: pcap_dispatch(..., 1, ...)) and writes each with its own write: at 200,000
+# packets/s it alone took 56% of a core here and still let the kernel drop 24-34%, with `cat`
+# reading its pipe (tests/bench/bench_live.py); tcpdump -U took 23%, dropping none. dumpcap
+# stays for -w (a pcapng file, its drop counter inside) and where tcpdump cannot capture (a
+# user allowed only dumpcap: README, least privilege)
+TOOLS = ("tcpdump", "dumpcap")
+# libpcap's block timeout as tcpdump sets it (pcap_set_timeout 1000 ms): a block is handed on
+# when full or this long after its first packet; a capture asked to stop reads this much
+# longer, so that nothing captured before the stop is left in a block
+BLOCK_S = 1.0
+LINGER_MARGIN_S = 0.5  # ... and then for tcpdump to be scheduled and write it
+
+
+def choose_tool(iface: str, bpf: str | None, save: str | None) -> str:
+    """dumpcap for -w (pcapng); else tcpdump when it can open the interface with this filter
+    (`tcpdump -d`, ~50 ms), dumpcap otherwise. TCPWATCH_CAPTURE=dumpcap|tcpdump forces one
+    (not for -w)."""
+    import shutil
+    if save is not None:
+        return "dumpcap"
+    forced = os.environ.get("TCPWATCH_CAPTURE", "")
+    if forced in TOOLS:
+        return forced
+    path = shutil.which("tcpdump")
+    if path is None:
+        return "dumpcap"
+    cmd = [path, "-i", iface, "-d"] + ([bpf] if bpf else [])
+    try:
+        ok = subprocess.run(cmd, capture_output=True, timeout=20,
+                            stdin=subprocess.DEVNULL).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        ok = False
+    return "tcpdump" if ok else "dumpcap"
+
+
+def tcpdump_dropped(text: str) -> int:
+    """The packets tcpdump says the kernel (its buffer full) and the interface dropped, from
+    the counts it prints on stderr as it ends."""
+    import re
+    return sum(int(n) for n in re.findall(
+        r"^(\d+) packets? dropped by (?:kernel|interface)$", text, re.MULTILINE))
 
 
 def _die_with_parent() -> None:
@@ -184,14 +254,19 @@ class Tee:
 
 
 class LiveDumpcap:
-    """`dumpcap -w -` on a pipe, decoded by the fast engine. The process is always reaped."""
+    """A capture program (tcpdump or dumpcap: choose_tool) writing to a pipe, decoded by the
+    fast engine. The process is always reaped."""
 
     def __init__(self, iface: str, bpf: str | None, save: str | None = None,
                  save_max: int | None = None, raw: RawRing | None = None,
-                 snaplen: int | None = None) -> None:
+                 snaplen: int | None = None, linger: bool = False) -> None:
         self.iface, self.bpf, self.save, self.save_max = iface, bpf, save, save_max
         self.snaplen = snaplen
         self.raw = raw
+        # asked to stop, read BLOCK_S longer first (a report: every packet captured before
+        # the stop is analysed); the dashboard quits at once
+        self.linger = linger
+        self.tool = ""
         self.proc: subprocess.Popen | None = None
         self.tee: Tee | None = None
 
@@ -200,11 +275,13 @@ class LiveDumpcap:
         # without -w nothing needs whole frames: less to copy through the pipe, fewer drops
         # (--snaplen 0: whole frames, for the message parsers: analysis/sqlwire.py, h2.py)
         snap = self.snaplen if self.snaplen is not None else LIVE_SNAPLEN
-        cmd = dumpcap_command(self.iface, self.bpf, None if self.save or snap == 0 else snap)
+        self.tool = tool = choose_tool(self.iface, self.bpf, self.save)
+        command = tcpdump_command if tool == "tcpdump" else dumpcap_command
+        cmd = command(self.iface, self.bpf, None if self.save or snap == 0 else snap)
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                      stdin=subprocess.DEVNULL, start_new_session=True,
                                      preexec_fn=_die_with_parent)
-        # a blocked read on the pipe ends when dumpcap does: stop it when asked to
+        # a blocked read on the pipe ends when the program does: stop it when asked to
         watcher = threading.Thread(target=self._stop_when, args=(stop,), daemon=True)
         watcher.start()
         stream: BinaryIO = PipeReader(self.proc.stdout.fileno())  # type: ignore[assignment]
@@ -213,24 +290,32 @@ class LiveDumpcap:
             stream = self.tee  # type: ignore[assignment]
         try:
             try:
-                # read to the end even when asked to stop: stopping ends dumpcap
-                # (_stop_when), whose last words are its drop counter (an interface
-                # statistics block), and the packets before it are already paid for
-                yield from iter_batches(stream, stats, f"dumpcap -i {self.iface}", None,
+                # read to the end even when asked to stop: stopping ends the program
+                # (_stop_when), whose last words are its drop counter (dumpcap: an interface
+                # statistics block; tcpdump: on stderr), and the packets before are paid for
+                yield from iter_batches(stream, stats, f"{tool} -i {self.iface}", None,
                                         self.raw, limit)
             except UserError:
-                if stop.is_set():  # stopped (quit, a signal) before dumpcap wrote its header:
+                if stop.is_set():  # stopped (quit, a signal) before it wrote its header:
                     return  # nothing was captured, and nothing went wrong
-                # dumpcap died before it wrote a header: its stderr says why
+                # the program died before it wrote a header: its stderr says why
                 self.proc.wait(timeout=5)
                 err = self.proc.stderr.read().decode(errors="replace")
                 raise UserError(tools.explain_dumpcap_error(err, self.iface)) from None
-            if not stop.is_set() and not (limit and stats.packets >= limit):
-                # dumpcap ended on its own: never normal for a live capture
-                rc = self.proc.wait(timeout=5)
+            ended = not stop.is_set() and not (limit and stats.packets >= limit)
+            if tool == "tcpdump" or ended:
+                # tcpdump's counts come on stderr as it ends (SIGTERM: _stop_when)
+                if ended:
+                    rc = self.proc.wait(timeout=5)
+                else:
+                    tools.reap(self.proc)
+                    rc = self.proc.returncode
                 err = self.proc.stderr.read().decode(errors="replace")
-                raise UserError(tools.capture_ended("dumpcap", rc, err, self.iface,
-                                                    stats.packets))
+                if tool == "tcpdump":
+                    stats.dropped = max(stats.dropped, tcpdump_dropped(err))
+                if ended:  # it ended on its own: never normal for a live capture
+                    raise UserError(tools.capture_ended(tool, rc, err, self.iface,
+                                                        stats.packets))
         finally:
             self.close()
 
@@ -238,6 +323,13 @@ class LiveDumpcap:
         while not stop.wait(0.2):
             if self.proc is None or self.proc.poll() is not None:
                 return
+        if self.linger and self.tool == "tcpdump" and self.proc is not None:
+            # a block not yet full is handed on within BLOCK_S: read it (on the reader's
+            # thread, meanwhile) before the end
+            try:
+                self.proc.wait(timeout=BLOCK_S + LINGER_MARGIN_S)
+            except subprocess.TimeoutExpired:
+                pass
         if self.proc is not None:
             tools.reap(self.proc)
 

@@ -1,9 +1,9 @@
 """A capture running in its own thread: an engine turns packets into PacketRecords and hands
 them over in batches through a bounded queue (never one call per packet).
 
-Engines: "fast" (our pcap/pcapng decoder; live via `dumpcap -w -`) and "pyshark" (tshark
-through pyshark, created, iterated and closed inside the capture thread with its own asyncio
-event loop). Both produce the same records; tests prove it on every shared capture.
+Engines: "fast" (our pcap/pcapng decoder; live via `tcpdump -w -` or `dumpcap -w -`) and
+"pyshark" (tshark through pyshark, created, iterated and closed inside the capture thread with
+its own asyncio event loop). Both produce the same records; tests prove it on every shared capture.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ class Capture:
                  bpf: str | None = None, count: int | None = None,
                  duration: float | None = None, save: str | None = None,
                  save_max: int | None = None, keep_raw: bool = True,
-                 snaplen: int | None = None) -> None:
+                 snaplen: int | None = None, linger: bool = False) -> None:
         if engine not in ENGINES:
             raise UserError(f"unknown engine '{engine}': use one of {', '.join(ENGINES)}")
         if (file is None) == (iface is None):
@@ -36,6 +36,9 @@ class Capture:
         self.save = save  # live only: also write the packets to this pcapng file
         self.save_max = save_max  # bytes; None: no limit (the user's own -w file)
         self.snaplen = snaplen  # live: bytes kept per frame (None: fast.LIVE_SNAPLEN, 0: all)
+        # live, asked to stop: first read what the kernel still holds (fast.BLOCK_S; a
+        # report, whose every packet counts), or end at once (the dashboard's quit)
+        self.linger = linger
         self._live = None
         # live, fast engine, no -w: the newest frames stay in memory for dissection (the
         # dashboard's; a report has none: keep_raw=False)
@@ -84,7 +87,7 @@ class Capture:
             if self.file is not None:
                 return fast.iter_file_batches(self.file, self.stats, self._stop, limit)
             self._live = fast.LiveDumpcap(self.iface, self.bpf, self.save, self.save_max,
-                                          self.raw, snaplen=self.snaplen)
+                                          self.raw, snaplen=self.snaplen, linger=self.linger)
             return self._live.batches(self.stats, self._stop, limit)
         from . import pyshark_engine
         return pyshark_engine.batches(self.file, self.iface, self.bpf, self.stats, self._stop,

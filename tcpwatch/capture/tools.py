@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 
@@ -29,7 +30,7 @@ def find_tool(name: str) -> str:
 
 
 def explain_dumpcap_error(text: str, iface: str) -> str:
-    """Map dumpcap/tshark stderr to one line that names the problem and the fix."""
+    """Map dumpcap/tshark/tcpdump stderr to one line that names the problem and the fix."""
     low = text.lower()
     if "no such device" in low or "there is no device named" in low or (
             "doesn't exist" in low and "interface" in low):
@@ -42,8 +43,10 @@ def explain_dumpcap_error(text: str, iface: str) -> str:
     if "syntax error" in low or "can't parse filter" in low or "invalid capture filter" in low:
         first = next((ln for ln in text.splitlines() if "filter" in ln.lower()), text.strip())
         return f"bad capture filter: {first.strip()} (see pcap-filter(7))"
-    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
-    return f"capture failed: {lines[-1] if lines else 'dumpcap exited with an error'}"
+    # (not tcpdump's counts as it ends, nor its first line)
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()
+             and not re.match(r"(\d+ packets? |tcpdump: listening on )", ln)]
+    return f"capture failed: {lines[-1] if lines else 'the capture exited with an error'}"
 
 
 def capture_ended(tool: str, rc: int | None, text: str, iface: str, packets: int) -> str:
@@ -53,7 +56,8 @@ def capture_ended(tool: str, rc: int | None, text: str, iface: str, packets: int
     low = text.lower()
     if rc is not None and rc < 0:
         return f"{tool} was killed (signal {-rc}) {kept}"
-    if "no longer attached" in low or "no longer running" in low or "went down" in low:
+    if "no longer attached" in low or "no longer running" in low or "went down" in low \
+            or "interface disappeared" in low:  # (dumpcap's words; tcpdump's last)
         return f"interface '{iface}' went away: the capture stopped {kept}"
     if rc == 0 and not text.strip():
         return f"{tool} stopped {kept}"

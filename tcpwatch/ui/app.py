@@ -8,6 +8,8 @@ from __future__ import annotations
 import asyncio
 import gc
 import os
+import signal
+import sys
 import threading
 import time
 from collections.abc import Iterable
@@ -38,6 +40,23 @@ from .help import HelpScreen
 
 SIGNAL_EXIT_S = 25.0  # s after SIGINT/SIGTERM/SIGHUP by which the dashboard has ended
 EXIT_ON_SIGNAL = 130  # as cli.EXIT_INTERRUPTED (ended by a signal)
+
+
+def _exit_now() -> None:
+    """The signal deadline: whatever hangs in the normal exit path is left as it is. With
+    TCPWATCH_STACKS=FILE, every thread's stack is appended to FILE first (what hung)."""
+    stacks = os.environ.get("TCPWATCH_STACKS")
+    if stacks:
+        import faulthandler
+        try:
+            with open(stacks, "a") as f:
+                f.write(f"tcpwatch: the exit deadline ({SIGNAL_EXIT_S:.0f} s after the "
+                        "signal) ended the process; its threads:\n")
+                f.flush()
+                faulthandler.dump_traceback(file=f, all_threads=True)
+        except OSError:
+            pass
+    os._exit(EXIT_ON_SIGNAL)
 UI_CHECK_S = 0.02  # s between looks for a new snapshot (one attribute read when none)
 REBUILD_ROWS = 40  # rows coming and going past which the table is rebuilt, not edited
 # sorted with the smallest first when chosen (names); every other column largest first
@@ -433,6 +452,34 @@ class MainScreen(Screen):
             return
 
 
+class TerminalOut:
+    """The file Textual's output thread writes to (its driver's stderr), for a terminal that
+    can go away: once a write or flush fails (EIO: hung up; EPIPE), the rest are dropped.
+    Textual's thread died on that error, its queue (30 writes) then filled, and the next
+    write blocked the event loop for good: no signal could end the dashboard any more."""
+
+    def __init__(self, file) -> None:
+        self._file = file
+        self.gone = False
+
+    def write(self, text: str) -> None:
+        if not self.gone:
+            try:
+                self._file.write(text)
+            except (OSError, ValueError):
+                self.gone = True
+
+    def flush(self) -> None:
+        if not self.gone:
+            try:
+                self._file.flush()
+            except (OSError, ValueError):
+                self.gone = True
+
+    def fileno(self) -> int:
+        return self._file.fileno()
+
+
 class TcpwatchApp(App):
     TITLE = "tcpwatch"
     CSS = """
@@ -491,12 +538,30 @@ class TcpwatchApp(App):
         # the normal path is bounded (the worker gets 17 s to reap its capture); should
         # anything in it still hang, the process ends anyway: a signal always works
         if self.exit_deadline is not None:
-            deadline = threading.Timer(self.exit_deadline, os._exit, args=(EXIT_ON_SIGNAL,))
+            deadline = threading.Timer(self.exit_deadline, _exit_now)
             deadline.daemon = True
             deadline.start()
         self.exit()
 
+    def get_driver_class(self):
+        """Textual's own driver, writing through TerminalOut where it drives a terminal."""
+        base = super().get_driver_class()
+        try:
+            from textual.drivers.linux_driver import LinuxDriver
+        except ImportError:  # (not on this platform)
+            return base
+        if not issubclass(base, LinuxDriver):
+            return base
+
+        class Driver(base):  # type: ignore[valid-type, misc]
+            def __init__(self, *args, **kwargs) -> None:
+                super().__init__(*args, **kwargs)
+                self._file = TerminalOut(self._file)
+
+        return Driver
+
     def on_mount(self) -> None:
+        self._guard_resume()
         self.push_screen(MainScreen())
         quitting = self.signals is not None and self.signals.received is not None
         if self._start and not quitting:
@@ -504,6 +569,30 @@ class TcpwatchApp(App):
         # the monitor publishes SNAPSHOT_HZ snapshots a second (more when poked by a key);
         # checking for a new one is one attribute read, so look often: keys feel immediate
         self.set_interval(UI_CHECK_S, self.apply)
+
+    def _guard_resume(self) -> None:
+        """Textual's terminal driver resumes on SIGCONT (after Ctrl+Z: fg). The kernel sends
+        SIGCONT along with SIGHUP when the terminal goes away, and on a hung-up terminal
+        Textual's own check (isatty, which then fails) let it start a second output thread,
+        which died writing to it; the exit path then waited forever on that thread's full
+        queue (one full test run in three under load, until the exit deadline). A SIGCONT
+        resumes only with the terminal still there and no signal to quit received."""
+        resume = signal.getsignal(signal.SIGCONT)
+        if not callable(resume) or threading.current_thread() is not threading.main_thread():
+            return  # (not a terminal driver's: headless, a test's pilot)
+        try:
+            fd = sys.__stdout__.fileno()
+        except (AttributeError, ValueError, OSError):
+            return
+
+        def on_cont(signum, frame) -> None:
+            if self.signals is not None and self.signals.received is not None:
+                return  # quitting
+            if not os.isatty(fd):  # hung up: SIGHUP is here or on its way
+                return
+            resume(signum, frame)
+
+        signal.signal(signal.SIGCONT, on_cont)
 
     def on_unmount(self) -> None:
         self.monitor.stop()

@@ -1,12 +1,14 @@
 """Live keep-up: iperf3 on the loopback of a network namespace of its own, with segmentation
 offloads off there (so packets are real 1,400-byte segments, not 64 KB GSO frames), paced at a
 bit rate, while
-`tcpwatch report -i lo -f 'tcp port P' --json` captures through `dumpcap -w -` and the fast
-engine. Truth is the loopback device's own packet counter for the same seconds. Prints packets
-offered, packets tcpwatch analysed, dumpcap's drop counter and how long tcpwatch needed after
-the traffic ended. Not a test: numbers. Needs root, iperf3 and dumpcap.
+`tcpwatch report -i lo -f 'tcp port P' --json` captures through the fast engine, once with
+each capture program (tcpdump, as tcpwatch chooses when it can; dumpcap, forced with
+TCPWATCH_CAPTURE). Truth is the loopback device's own packet counter for the same seconds.
+Prints packets offered, packets tcpwatch analysed, the kernel's drop counter and how long
+tcpwatch needed after the traffic ended. Not a test: numbers. Needs root, iperf3, tcpdump and
+dumpcap.
 
-    python tests/bench/bench_live.py [rate, e.g. 1.2G] [seconds]
+    python tests/bench/bench_live.py [rate, e.g. 1.2G] [seconds] [tcpdump|dumpcap]
 """
 
 from __future__ import annotations
@@ -47,12 +49,14 @@ def main() -> None:
         subprocess.run(inns("ip", "link", "set", "lo", "up"), check=True)
         subprocess.run(inns("ethtool", "-K", "lo", "tso", "off", "gso", "off", "gro", "off"),
                        check=True, capture_output=True)
-        run()
+        tools = sys.argv[3:4] or ["tcpdump", "dumpcap"]
+        for tool in tools:
+            run(tool)
     finally:
         subprocess.run(["ip", "netns", "del", NS], capture_output=True)
 
 
-def run() -> None:
+def run(tool: str) -> None:
     rate = sys.argv[1] if len(sys.argv) > 1 else "1.2G"
     secs = int(sys.argv[2]) if len(sys.argv) > 2 else 8
     port = free_port()
@@ -61,7 +65,8 @@ def run() -> None:
     time.sleep(0.5)
     tw = subprocess.Popen([*inns(sys.executable), "-m", "tcpwatch", "report", "-i", "lo", "-f",
                            f"tcp port {port}", "--duration", str(secs + 4), "--json"],
-                          stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, cwd=ROOT)
+                          stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, cwd=ROOT,
+                          env=dict(os.environ, TCPWATCH_CAPTURE=tool))
     time.sleep(2.0)
     before = lo_packets()
     t0 = time.monotonic()
@@ -76,10 +81,11 @@ def run() -> None:
     srv.kill()
     rep = json.loads(out)
     tot = rep["totals"]
-    print(f"iperf3 {rate} for {secs} s, MSS 1400, on lo: {offered:,} packets offered "
+    print(f"{tool}: iperf3 {rate} for {secs} s, MSS 1400, on lo: {offered:,} packets offered "
           f"({offered / (t1 - t0):,.0f}/s)")
     print(f"tcpwatch analysed {tot['tcp_packets']:,} TCP packets "
-          f"({tot['tcp_packets'] / offered:.1%} of offered); dumpcap dropped {tot['dropped']:,};"
+          f"({tot['tcp_packets'] / offered:.2%} of offered); the kernel dropped "
+          f"{tot['dropped']:,};"
           f" tcpwatch dropped {tot['dropped_by_tcpwatch']:,};"
           f" report done {t2 - t1:.1f} s after the traffic (capture ran {secs + 4} s)")
 
