@@ -182,7 +182,10 @@ def test_interface_going_away_is_one_line_and_keeps_the_report():
         except OSError:
             pass
         s.close()
-        time.sleep(1.0)
+        # the SYNs handed on by libpcap (a block at a time: when full, or 1 s after its
+        # first packet) and written down the pipe, before the interface goes
+        [pid] = capturing(a)
+        wait(lambda: wchar(pid) >= 24 + 16 + 54, 30)  # tcpdump's pcap header, one SYN
         subprocess.run(["ip", "link", "del", a], check=True)
         out, err = p.communicate(timeout=20)
     finally:
@@ -224,3 +227,9 @@ def test_disk_full_under_w_stops_the_file_not_the_capture(tmp_path):
             m.stop()
         subprocess.run(["umount", str(mnt)], capture_output=True)
     assert not capture_procs(marker)
+
+
+def wchar(pid: int) -> int:
+    """Bytes the process has written (/proc/PID/io)."""
+    with open(f"/proc/{pid}/io") as f:
+        return int(next(ln for ln in f if ln.startswith("wchar:")).split()[1])
