@@ -4,6 +4,7 @@ that no capture process survives."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -269,27 +270,45 @@ def test_signals_leave_no_capture_behind(sig, moment, tmp_path):
             subprocess.run(["kill", "-KILL", str(pid)], capture_output=True)
 
 
-def test_closing_the_terminal_leaves_nothing_behind():
-    """The terminal goes away (its tmux session killed: SIGHUP to the dashboard) while the
-    table is busy: the dashboard, its worker and dumpcap all end."""
+@contextlib.contextmanager
+def busy_dashboard(shell: str = ""):
+    """The live dashboard in a tmux session of its own (after `shell`, a command prefix),
+    its table kept busy by a new connection per request; yields (session, stacks file).
+    Whatever the test leaves running is killed after it."""
     port = free_port()
     session = f"tw-{uuid.uuid4().hex[:8]}"
+    stacks = f"/tmp/{session}.stacks"
     procs = [subprocess.Popen([sys.executable, "-c", SERVER, str(port)])]
     try:
         subprocess.run([*tmux(session), "new-session", "-d", "-s", session,
                         "-x", "160", "-y", "40"], check=True)
-        stacks = f"/tmp/{session}.stacks"
-        keys(session, f"cd {ROOT} && TCPWATCH_TEST_RUN={session} TCPWATCH_STACKS={stacks} "
-                      f"{sys.executable} -m tcpwatch "
+        keys(session, f"cd {ROOT} && {shell}TCPWATCH_TEST_RUN={session} "
+                      f"TCPWATCH_STACKS={stacks} {sys.executable} -m tcpwatch "
                       f"-i lo -f 'tcp port {port}'", "Enter")
         wait_for(session, "flows", 30)
-        procs.append(subprocess.Popen([sys.executable, "-c", HAMMER, str(port), "30"]))
+        procs.append(subprocess.Popen([sys.executable, "-c", HAMMER, str(port), "60"]))
         wait_for(session, f"127.0.0.1:{port}", 20)
-        assert len(marked(session)) == 3, marked(session)  # the UI, its worker, dumpcap
+        assert len(marked(session)) == 3, marked(session)  # the UI, its worker, its capture
+        yield session, stacks
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()
+        subprocess.run([*tmux(session), "kill-session", "-t", session], capture_output=True)
+        for pid in marked(session):
+            subprocess.run(["kill", "-KILL", str(pid)], capture_output=True)
+        if os.path.exists(stacks):
+            os.unlink(stacks)
+
+
+def test_closing_the_terminal_leaves_nothing_behind():
+    """The terminal goes away (its tmux session killed: SIGHUP to the dashboard) while the
+    table is busy: the dashboard, its worker and its capture all end."""
+    with busy_dashboard() as (session, stacks):
         subprocess.run([*tmux(session), "kill-session", "-t", session], check=True)
         # usually within a second; the stop path's own bounds (the UI waits up to 20 s for
-        # its worker, which gives dumpcap and its threads 10 s each) are the limit, reached
-        # only on a machine busy enough (one full suite run in ten under load) - nothing may
+        # its worker, which gives the capture and its threads 10 s each) are the limit, and
+        # 25 s after the signal the process ends whatever hangs (ui/app.py) - nothing may
         # outlive them
         try:
             wait_until(lambda: not marked(session), 45)
@@ -315,15 +334,6 @@ def test_closing_the_terminal_leaves_nothing_behind():
             print(f"the exit deadline was needed:\n{where}")
             warnings.warn(f"the dashboard's exit deadline was needed after SIGHUP: {where}",
                           stacklevel=1)
-    finally:
-        for p in procs:
-            p.kill()
-            p.wait()
-        subprocess.run([*tmux(session), "kill-session", "-t", session], capture_output=True)
-        for pid in marked(session):
-            subprocess.run(["kill", "-KILL", str(pid)], capture_output=True)
-        if os.path.exists(f"/tmp/{session}.stacks"):
-            os.unlink(f"/tmp/{session}.stacks")
 
 
 def cpu_seconds(pid: int) -> float:
@@ -338,19 +348,7 @@ def test_a_dashboard_that_outlives_its_terminal_still_ends_on_sigterm():
     working (its table still redrawn, into nothing) and SIGTERM ends it by the normal path,
     never by the exit deadline. (Textual's output thread died on the first failed write, the
     next writes filled its queue and blocked the event loop: no signal was ever handled.)"""
-    port = free_port()
-    session = f"tw-{uuid.uuid4().hex[:8]}"
-    stacks = f"/tmp/{session}.stacks"
-    procs = [subprocess.Popen([sys.executable, "-c", SERVER, str(port)])]
-    try:
-        subprocess.run([*tmux(session), "new-session", "-d", "-s", session,
-                        "-x", "160", "-y", "40"], check=True)
-        keys(session, f"cd {ROOT} && trap '' HUP && TCPWATCH_TEST_RUN={session} "
-                      f"TCPWATCH_STACKS={stacks} {sys.executable} -m tcpwatch "
-                      f"-i lo -f 'tcp port {port}'", "Enter")
-        wait_for(session, "flows", 30)
-        procs.append(subprocess.Popen([sys.executable, "-c", HAMMER, str(port), "60"]))
-        wait_for(session, f"127.0.0.1:{port}", 20)
+    with busy_dashboard("trap '' HUP && ") as (session, stacks):
         [ui] = [pid for pid, cmd in marked(session).items()
                 if "-m tcpwatch " in cmd and "tcpwatch.worker" not in cmd]
         subprocess.run([*tmux(session), "kill-session", "-t", session], check=True)
@@ -365,12 +363,3 @@ def test_a_dashboard_that_outlives_its_terminal_still_ends_on_sigterm():
         os.kill(ui, signal.SIGTERM)
         wait_until(lambda: not marked(session), 20)  # the deadline is 25 s: not needed
         assert not (os.path.exists(stacks) and os.path.getsize(stacks)), open(stacks).read()
-    finally:
-        for p in procs:
-            p.kill()
-            p.wait()
-        subprocess.run([*tmux(session), "kill-session", "-t", session], capture_output=True)
-        for pid in marked(session):
-            subprocess.run(["kill", "-KILL", str(pid)], capture_output=True)
-        if os.path.exists(stacks):
-            os.unlink(stacks)
